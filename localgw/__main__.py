@@ -1,0 +1,3 @@
+from localgw.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Chat layer: templates, stop handling, output parsing. Pure functions, no llama_cpp."""

@@ -1,0 +1,108 @@
+"""From an OpenAI chat request to the prompt text and sampling parameters. Pure functions."""
+
+from __future__ import annotations
+
+import json
+
+from localgw.chat.requests import ChatRequest, Message, SamplingFields
+from localgw.engine.types import SamplingParams
+from localgw.errors import InvalidRequest
+
+
+def check_conversation(messages: list[Message]) -> None:
+    """Reject histories no template can render sensibly, with a message a person can act on."""
+    pending_calls: set[str] = set()
+    for i, msg in enumerate(messages):
+        where = f"messages[{i}]"
+        if msg.role in ("system", "developer", "user") and msg.text() is None:
+            raise InvalidRequest(f"{where}: a {msg.role} message needs 'content'",
+                                 param=f"{where}.content")
+        if msg.role == "assistant":
+            if msg.text() is None and not msg.tool_calls:
+                raise InvalidRequest(f"{where}: an assistant message needs 'content' or "
+                                     "'tool_calls'", param=f"{where}.content")
+            for call in msg.tool_calls or []:
+                if call.id:
+                    pending_calls.add(call.id)
+        if msg.role == "tool":
+            if not msg.tool_call_id:
+                raise InvalidRequest(f"{where}: a tool message needs 'tool_call_id'",
+                                     param=f"{where}.tool_call_id")
+            if msg.tool_call_id not in pending_calls:
+                raise InvalidRequest(f"{where}: tool_call_id {msg.tool_call_id!r} matches no "
+                                     "earlier assistant tool call", param=f"{where}.tool_call_id")
+
+
+def _arguments(raw: str | dict) -> dict | str:
+    """Templates index into arguments (`tool_call.arguments | tojson`), so give them an object."""
+    if isinstance(raw, dict):
+        return raw
+    try:
+        value = json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        return raw
+    return value if isinstance(value, dict) else raw
+
+
+def template_messages(messages: list[Message]) -> list[dict]:
+    """Messages as chat templates expect them: plain-string content, `developer` as `system`."""
+    out = []
+    for msg in messages:
+        item: dict = {"role": "system" if msg.role == "developer" else msg.role,
+                      "content": msg.text()}
+        if msg.name:
+            item["name"] = msg.name
+        if msg.tool_call_id:
+            item["tool_call_id"] = msg.tool_call_id
+        if msg.tool_calls:
+            item["tool_calls"] = [
+                {"id": c.id, "type": "function",
+                 "function": {"name": c.function.name, "arguments": _arguments(c.function.arguments)}}
+                for c in msg.tool_calls]
+        reasoning = msg.reasoning_content or msg.reasoning
+        if reasoning:
+            item["reasoning_content"] = reasoning
+        out.append(item)
+    return out
+
+
+def template_tools(request: ChatRequest) -> list[dict] | None:
+    if not request.tools or request.tool_choice == "none":
+        return None
+    return [t.model_dump(exclude_none=True) for t in request.tools]
+
+
+def check_tool_choice(request: ChatRequest) -> None:
+    choice = request.tool_choice
+    if choice is None or isinstance(choice, str):
+        if choice in ("required",) and not request.tools:
+            raise InvalidRequest("tool_choice 'required' needs a non-empty 'tools'",
+                                 param="tool_choice")
+        return
+    names = [t.function.name for t in request.tools or []]
+    if choice.function.name not in names:
+        raise InvalidRequest(f"tool_choice names function {choice.function.name!r}, which is not "
+                             f"in tools ({', '.join(names) or 'none given'})",
+                             param="tool_choice.function.name")
+
+
+def sampling_params(request: SamplingFields, *, logprobs: bool = False, top_logprobs: int = 0,
+                    grammar: str | None = None) -> SamplingParams:
+    """Engine parameters with OpenAI defaults (temperature 1, top_p 1, no penalties)."""
+    repeat = request.repetition_penalty or request.repeat_penalty or 1.0
+    return SamplingParams(
+        temperature=1.0 if request.temperature is None else request.temperature,
+        top_p=1.0 if request.top_p is None else request.top_p,
+        top_k=max(request.top_k or 0, 0),
+        min_p=request.min_p or 0.0,
+        seed=request.seed,
+        frequency_penalty=request.frequency_penalty or 0.0,
+        presence_penalty=request.presence_penalty or 0.0,
+        repeat_penalty=repeat,
+        logit_bias={int(k): float(v) for k, v in (request.logit_bias or {}).items()},
+        max_tokens=request.token_limit,
+        stop=request.stop_list,
+        logprobs=logprobs,
+        top_logprobs=top_logprobs,
+        grammar=grammar,
+    )

@@ -1,0 +1,203 @@
+"""Engine events → OpenAI response objects. Non-streaming is "collect the stream"."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from localgw.engine.types import ChoiceDone, PromptDone, TokenLogprob, TokenText
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(12)}"
+
+
+def chat_logprob(lp: TokenLogprob) -> dict:
+    return {"token": lp.token, "logprob": lp.logprob, "bytes": lp.bytes,
+            "top_logprobs": [{"token": t.token, "logprob": t.logprob, "bytes": t.bytes}
+                             for t in lp.top]}
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+
+    def to_dict(self) -> dict:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "total_tokens": self.prompt_tokens + self.completion_tokens,
+                "prompt_tokens_details": {"cached_tokens": self.cached_tokens}}
+
+
+@dataclass
+class ChatChunker:
+    """Builds `chat.completion.chunk` dicts from engine events, one choice parser per index."""
+
+    model: str
+    new_output: Callable[[], object]
+    include_usage: bool = False
+    id: str = field(default_factory=lambda: new_id("chatcmpl"))
+    created: int = field(default_factory=lambda: int(time.time()))
+    usage: Usage = field(default_factory=Usage)
+    _outputs: dict = field(default_factory=dict)
+
+    def _chunk(self, index: int, delta: dict, finish_reason=None, logprobs=None) -> dict:
+        choice = {"index": index, "delta": delta, "logprobs": logprobs,
+                  "finish_reason": finish_reason}
+        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                "model": self.model, "system_fingerprint": None, "choices": [choice]}
+
+    def on_event(self, event) -> list[dict]:
+        if isinstance(event, PromptDone):
+            self.usage.prompt_tokens = event.prompt_tokens
+            self.usage.cached_tokens = event.cached_tokens
+            return []
+        if isinstance(event, TokenText):
+            out = []
+            if event.index not in self._outputs:
+                self._outputs[event.index] = self.new_output()
+                out.append(self._chunk(event.index, {"role": "assistant", "content": ""}))
+            deltas = self._outputs[event.index].feed(event.text)
+            logprobs = {"content": [chat_logprob(event.logprob)]} if event.logprob else None
+            if logprobs and not deltas:
+                deltas = [{"content": ""}]
+            for i, delta in enumerate(deltas):
+                out.append(self._chunk(event.index, delta, logprobs=logprobs if i == 0 else None))
+            return out
+        if isinstance(event, ChoiceDone):
+            out = []
+            parser = self._outputs.get(event.index)
+            if parser is None:
+                parser = self._outputs[event.index] = self.new_output()
+                out.append(self._chunk(event.index, {"role": "assistant", "content": ""}))
+            out += [self._chunk(event.index, d) for d in parser.finish()]
+            self.usage.completion_tokens += event.completion_tokens
+            reason = "tool_calls" if parser.called_tools else event.finish_reason
+            out.append(self._chunk(event.index, {}, finish_reason=reason))
+            return out
+        return []
+
+    def usage_chunk(self) -> dict:
+        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                "model": self.model, "system_fingerprint": None, "choices": [],
+                "usage": self.usage.to_dict()}
+
+
+def collect_chat(chunks: list[dict], usage: Usage) -> dict:
+    """The `chat.completion` a list of chunks adds up to."""
+    choices: dict[int, dict] = {}
+    meta = chunks[0] if chunks else {"id": new_id("chatcmpl"), "created": int(time.time()),
+                                      "model": ""}
+    for chunk in chunks:
+        for c in chunk["choices"]:
+            choice = choices.setdefault(c["index"], {
+                "index": c["index"], "message": {"role": "assistant", "content": None},
+                "logprobs": None, "finish_reason": None, "_calls": {}})
+            msg, delta = choice["message"], c["delta"]
+            if delta.get("content"):
+                msg["content"] = (msg["content"] or "") + delta["content"]
+            for key in ("reasoning_content", "reasoning"):
+                if delta.get(key):
+                    msg[key] = msg.get(key, "") + delta[key]
+            for call in delta.get("tool_calls") or []:
+                slot = choice["_calls"].setdefault(call["index"], {
+                    "id": call.get("id"), "type": "function",
+                    "function": {"name": "", "arguments": ""}})
+                fn = call.get("function") or {}
+                slot["function"]["name"] += fn.get("name") or ""
+                slot["function"]["arguments"] += fn.get("arguments") or ""
+            if c.get("logprobs"):
+                choice["logprobs"] = choice["logprobs"] or {"content": [], "refusal": None}
+                choice["logprobs"]["content"] += c["logprobs"]["content"]
+            if c.get("finish_reason"):
+                choice["finish_reason"] = c["finish_reason"]
+    out = []
+    for index in sorted(choices):
+        choice = choices[index]
+        calls = choice.pop("_calls")
+        if calls:
+            choice["message"]["tool_calls"] = [calls[i] for i in sorted(calls)]
+        elif choice["message"]["content"] is None:
+            choice["message"]["content"] = ""
+        out.append(choice)
+    return {"id": meta["id"], "object": "chat.completion", "created": meta["created"],
+            "model": meta["model"], "system_fingerprint": None, "choices": out,
+            "usage": usage.to_dict()}
+
+
+@dataclass
+class TextChunker:
+    """Builds legacy `text_completion` chunks; `index_base` places one prompt's choices."""
+
+    model: str
+    id: str = field(default_factory=lambda: new_id("cmpl"))
+    created: int = field(default_factory=lambda: int(time.time()))
+    usage: Usage = field(default_factory=Usage)
+    index_base: int = 0
+    echo_prefix: str = ""
+    _started: set = field(default_factory=set)
+    _offsets: dict = field(default_factory=dict)
+
+    def _chunk(self, index: int, text: str, finish_reason=None, logprobs=None) -> dict:
+        return {"id": self.id, "object": "text_completion", "created": self.created,
+                "model": self.model, "system_fingerprint": None,
+                "choices": [{"index": self.index_base + index, "text": text,
+                             "logprobs": logprobs, "finish_reason": finish_reason}]}
+
+    def _echo(self, index: int) -> list[dict]:
+        if index in self._started:
+            return []
+        self._started.add(index)
+        self._offsets[index] = len(self.echo_prefix)
+        return [self._chunk(index, self.echo_prefix)] if self.echo_prefix else []
+
+    def on_event(self, event) -> list[dict]:
+        if isinstance(event, PromptDone):
+            self.usage.prompt_tokens += event.prompt_tokens
+            self.usage.cached_tokens += event.cached_tokens
+            return []
+        if isinstance(event, TokenText):
+            out = self._echo(event.index)
+            logprobs = None
+            if event.logprob:
+                lp = event.logprob
+                logprobs = {"tokens": [lp.token], "token_logprobs": [lp.logprob],
+                            "top_logprobs": [{t.token: t.logprob for t in lp.top}],
+                            "text_offset": [self._offsets[event.index]]}
+            self._offsets[event.index] += len(event.text)
+            if event.text or logprobs:
+                out.append(self._chunk(event.index, event.text, logprobs=logprobs))
+            return out
+        if isinstance(event, ChoiceDone):
+            self.usage.completion_tokens += event.completion_tokens
+            return self._echo(event.index) + [self._chunk(event.index, "", event.finish_reason)]
+        return []
+
+
+def collect_text(chunks: list[dict], usage: Usage, model: str, id_: str, created: int) -> dict:
+    choices: dict[int, dict] = {}
+    for chunk in chunks:
+        for c in chunk["choices"]:
+            choice = choices.setdefault(c["index"], {"index": c["index"], "text": "",
+                                                     "logprobs": None, "finish_reason": None})
+            choice["text"] += c["text"]
+            if c.get("logprobs"):
+                lp = choice["logprobs"] = choice["logprobs"] or {
+                    "tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
+                for key in lp:
+                    lp[key] += c["logprobs"][key]
+            if c.get("finish_reason"):
+                choice["finish_reason"] = c["finish_reason"]
+    return {"id": id_, "object": "text_completion", "created": created, "model": model,
+            "system_fingerprint": None, "choices": [choices[i] for i in sorted(choices)],
+            "usage": usage.to_dict()}
+
+
+def sse(data: dict | str) -> bytes:
+    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"),
+                                                            ensure_ascii=False)
+    return f"data: {payload}\n\n".encode("utf-8")

@@ -1,0 +1,150 @@
+"""Typer commands. Each is a few lines over the library."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from localgw.cli.output import human_count, human_size, print_json, stderr, table
+from localgw.errors import StoreError
+from localgw.store import ModelStore
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="localgw: a local OpenAI-compatible server for GGUF models on llama.cpp.")
+
+
+@app.command("import")
+def import_(path: Path = typer.Argument(..., help="a .gguf file (first shard of a split set)"),
+            id: Optional[str] = typer.Option(None, "--id", help="model id (default: file stem)"),
+            json_: bool = typer.Option(False, "--json")):
+    """Register a local GGUF file without copying it."""
+    manifest = ModelStore().import_file(path, id)
+    if json_:
+        print_json(manifest.model_dump())
+    else:
+        print(manifest.id)
+        stderr.print(f"imported {manifest.id}: {manifest.architecture}, "
+                     f"{human_count(manifest.parameters)} parameters, {manifest.quantization}, "
+                     f"{human_size(manifest.size)}")
+
+
+@app.command("list")
+def list_(json_: bool = typer.Option(False, "--json")):
+    """The registered models."""
+    manifests = ModelStore().list()
+    if json_:
+        print_json([m.model_dump() for m in manifests])
+        return
+    if not manifests:
+        stderr.print("no models yet: `localgw pull REF` or `localgw import FILE.gguf`")
+        return
+    table(["ID", "REPO", "FILE", "QUANT", "SIZE", "ADDED"],
+          [[m.id, m.repo or "-", Path(m.path).name + (f" (+{len(m.files) - 1})" if len(m.files) > 1 else ""),
+            m.quantization or "-", human_size(m.size), m.created_at[:16].replace("T", " ")]
+           for m in manifests])
+
+
+@app.command("show")
+def show(model_id: str = typer.Argument(..., metavar="ID"),
+         json_: bool = typer.Option(False, "--json")):
+    """One model: GGUF metadata, template family, tool/reasoning support, paths."""
+    from localgw.gguf import read_gguf
+
+    manifest = ModelStore().require(model_id)
+    info = read_gguf(manifest.path)
+    data = manifest.model_dump() | {"gguf": info.summary()}
+    if json_:
+        print_json(data)
+        return
+    rows = [("id", manifest.id), ("architecture", info.architecture),
+            ("parameters", human_count(info.n_params)), ("context length", str(info.context_length)),
+            ("quantization", str(info.quantization)), ("licence", str(info.license or "-")),
+            ("template", manifest.template_family), ("tools", "yes" if manifest.supports_tools else "no"),
+            ("reasoning", "yes" if manifest.supports_reasoning else "no"),
+            ("size", human_size(manifest.size))]
+    rows += [("repo", f"{manifest.repo}@{manifest.commit}")] if manifest.repo else []
+    rows += [("file" if len(manifest.files) == 1 else f"file {i + 1}", f.path)
+             for i, f in enumerate(manifest.files)]
+    table(["", ""], [list(r) for r in rows])
+
+
+@app.command("rm")
+def rm(model_id: str = typer.Argument(..., metavar="ID"),
+       yes: bool = typer.Option(False, "--yes", "-y", help="do not ask")):
+    """Unregister a model and delete the files it alone uses."""
+    from localgw.hub.remove import remove_model
+
+    store = ModelStore()
+    manifest = store.require(model_id)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise StoreError(f"refusing to remove {model_id} without --yes (no terminal to ask)")
+        typer.confirm(f"remove {model_id} ({human_size(manifest.size)})?", abort=True)
+    freed = remove_model(store, model_id)
+    stderr.print(f"removed {model_id}" + (f", freed {human_size(freed)}" if freed else ""))
+
+
+@app.command("serve")
+def serve(
+    host: str = typer.Option(None, help="bind address [env LOCALGW_HOST; default 127.0.0.1]"),
+    port: int = typer.Option(None, help="port [env LOCALGW_PORT; default 8000]"),
+    model: list[str] = typer.Option([], "--model", "-m", help="id or GGUF path to preload (repeatable)"),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="LOCALGW_API_KEY",
+                                          help="require this key (Bearer or x-api-key)"),
+    ctx: Optional[int] = typer.Option(None, "--ctx", min=16, help="context size in tokens"),
+    gpu_layers: Optional[int] = typer.Option(None, "--gpu-layers",
+                                             help="layers on the GPU (-1 all; default all when built with GPU support)"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="decode threads"),
+    max_loaded: int = typer.Option(1, "--max-loaded", min=1, help="models loaded at once"),
+    max_queue: int = typer.Option(64, "--max-queue", min=1, help="queued requests per model before 429"),
+    max_body: int = typer.Option(16 * 1024 * 1024, "--max-body", min=1024, help="request body limit, bytes"),
+    chat_template: Optional[Path] = typer.Option(None, "--chat-template",
+                                                 help="Jinja file overriding the models' templates"),
+    insecure: bool = typer.Option(False, "--insecure", help="allow a non-loopback bind without a key"),
+):
+    """Run the OpenAI-compatible API server."""
+    from localgw.cli.serve import run_server
+    from localgw.engine.types import LoadOptions
+    from localgw.server.settings import ServerSettings
+
+    settings = ServerSettings(
+        host=host or os.environ.get("LOCALGW_HOST", "127.0.0.1"),
+        port=port if port is not None else int(os.environ.get("LOCALGW_PORT", "8000")),
+        models=model, api_key=api_key or None, insecure=insecure,
+        load=LoadOptions(n_ctx=ctx, n_threads=threads, n_gpu_layers=gpu_layers),
+        max_loaded=max_loaded, max_queue=max_queue, max_body_bytes=max_body,
+        chat_template=_read_template(chat_template))
+    run_server(settings)
+
+
+def _read_template(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise StoreError(f"--chat-template {path}: {exc.strerror}") from None
+
+
+@app.command("ps")
+def ps(url: str = typer.Option("http://127.0.0.1:8000", "--url"),
+       api_key: Optional[str] = typer.Option(None, "--api-key", envvar="LOCALGW_API_KEY"),
+       json_: bool = typer.Option(False, "--json")):
+    """Models loaded in a running server."""
+    from localgw.cli.client import get_json
+
+    health = get_json(url, "/health", api_key)
+    if json_:
+        print_json(health.get("models", []))
+        return
+    models = health.get("models", [])
+    if not models:
+        stderr.print("no model loaded")
+        return
+    table(["ID", "CONTEXT", "ACTIVE", "QUEUED"],
+          [[m["id"], str(m.get("context_length")), str(m.get("active_requests", 0)),
+            str(m.get("queued", 0))] for m in models])

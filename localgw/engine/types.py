@@ -1,0 +1,77 @@
+"""What crosses the engine boundary: requests in, events out. Plain dataclasses, no llama_cpp."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class SamplingParams:
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    min_p: float = 0.0
+    seed: int | None = None
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    repeat_penalty: float = 1.0
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    max_tokens: int | None = None
+    stop: list[str] = field(default_factory=list)
+    logprobs: bool = False
+    top_logprobs: int = 0
+    grammar: str | None = None  # GBNF, enforced while sampling
+
+
+@dataclass
+class LoadOptions:
+    n_ctx: int | None = None          # None: the model's trained context, capped
+    n_threads: int | None = None      # decode threads; None: chosen by engine.threads
+    n_threads_batch: int | None = None
+    n_gpu_layers: int | None = None   # None: all when offload is supported, else 0
+    n_batch: int = 512
+
+
+@dataclass
+class TopLogprob:
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+@dataclass
+class TokenLogprob:
+    token: str
+    logprob: float
+    bytes: list[int]
+    top: list[TopLogprob]
+
+
+@dataclass
+class PromptDone:
+    """The prompt is in the KV cache; `cached_tokens` of it were reused from the last request."""
+
+    prompt_tokens: int
+    cached_tokens: int
+
+
+@dataclass
+class TokenText:
+    index: int                 # choice index
+    text: str                  # may be "" (held back for a stop string or a partial UTF-8 char)
+    logprob: TokenLogprob | None = None
+
+
+@dataclass
+class ChoiceDone:
+    index: int
+    finish_reason: str         # "stop" or "length"
+    completion_tokens: int
+
+
+@dataclass
+class JobFailed:
+    error: Exception
+
+
+Event = PromptDone | TokenText | ChoiceDone | JobFailed

@@ -1,0 +1,1 @@
+"""Hub: resolving refs to GGUF files on the Hugging Face Hub, downloading, removing."""

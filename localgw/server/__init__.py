@@ -1,0 +1,1 @@
+"""HTTP layer: Starlette app, middleware, SSE. Talks to the engine only through ModelManager."""

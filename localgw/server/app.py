@@ -1,0 +1,70 @@
+"""The application factory: settings in, a Starlette app out; state lives on `app.state`."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Route
+
+from localgw.engine.manager import ModelManager
+from localgw.errors import LocalgwError
+from localgw.server import routes
+from localgw.server.errors import handle_http_exception, handle_localgw_error, handle_unexpected
+from localgw.server.metrics import Metrics, MetricsMiddleware
+from localgw.server.middleware import APIKeyMiddleware, BodyLimitMiddleware, RequestIDMiddleware
+from localgw.server.settings import ServerSettings
+from localgw.store import ModelStore
+
+log = logging.getLogger("localgw.server")
+
+LOCAL_ORIGINS = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
+
+
+def create_app(settings: ServerSettings, manager: ModelManager | None = None) -> Starlette:
+    if manager is None:
+        manager = ModelManager(ModelStore(), model_args=settings.models, options=settings.load,
+                               max_loaded=settings.max_loaded, load_wait=settings.load_wait,
+                               chat_template=settings.chat_template)
+    state = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        await manager.preload_models()
+        try:
+            yield
+        finally:
+            log.info("shutting down: cancelling work and freeing models")
+            await manager.close()
+
+    app = Starlette(
+        routes=[
+            Route("/health", routes.health),
+            Route("/metrics", routes.metrics),
+            Route("/v1/models", routes.list_models),
+            Route("/v1/models/{model_id:path}", routes.get_model),
+            Route("/v1/chat/completions", routes.chat_completions, methods=["POST"]),
+            Route("/v1/completions", routes.completions, methods=["POST"]),
+        ],
+        middleware=[
+            Middleware(RequestIDMiddleware),
+            Middleware(MetricsMiddleware, metrics_getter=lambda: state.get("metrics")),
+            Middleware(CORSMiddleware, allow_origin_regex=LOCAL_ORIGINS,
+                       allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "OPTIONS"],
+                       allow_headers=["*"], expose_headers=["X-Request-ID"]),
+            Middleware(APIKeyMiddleware, api_key=settings.api_key),
+            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+        ],
+        exception_handlers={LocalgwError: handle_localgw_error,
+                            HTTPException: handle_http_exception,
+                            Exception: handle_unexpected},
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.manager = manager
+    app.state.metrics = state["metrics"] = Metrics(manager)
+    return app

@@ -1,0 +1,88 @@
+"""Prometheus metrics, in a registry of the app's own (two apps in one process never clash)."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
+
+ROUTES = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics"}
+
+
+class Metrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self, manager):
+        self.registry = r = CollectorRegistry()
+        self.requests = Counter("localgw_requests_total", "HTTP requests by route and status",
+                                ["route", "status"], registry=r)
+        self.prompt_tokens = Counter("localgw_prompt_tokens_total", "Prompt tokens processed",
+                                     registry=r)
+        self.cached_tokens = Counter("localgw_cached_prompt_tokens_total",
+                                     "Prompt tokens reused from the KV cache", registry=r)
+        self.completion_tokens = Counter("localgw_completion_tokens_total", "Tokens generated",
+                                         registry=r)
+        self.ttft = Histogram("localgw_time_to_first_token_seconds", "Request to first token",
+                              buckets=(.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60),
+                              registry=r)
+        self.decode_speed = Histogram("localgw_decode_tokens_per_second",
+                                      "Decode speed per request",
+                                      buckets=(1, 5, 10, 20, 40, 60, 80, 100, 150, 200, 400, 1000),
+                                      registry=r)
+        queue = Gauge("localgw_queue_depth", "Requests waiting for a model", registry=r)
+        queue.set_function(lambda: sum(e.runner.queued for e in list(manager.loaded.values())))
+        loaded = Gauge("localgw_loaded_models", "Models loaded", registry=r)
+        loaded.set_function(lambda: len(manager.loaded))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class RequestTimer:
+    """Collects one generation's timings: time to first token and decode speed."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+        self.first: float | None = None
+        self.last: float | None = None
+        self.tokens = 0
+
+    def token(self) -> None:
+        now = time.perf_counter()
+        if self.first is None:
+            self.first = now
+        self.last = now
+        self.tokens += 1
+
+    def record(self, metrics: Metrics, usage) -> None:
+        metrics.prompt_tokens.inc(usage.prompt_tokens)
+        metrics.cached_tokens.inc(usage.cached_tokens)
+        metrics.completion_tokens.inc(usage.completion_tokens)
+        if self.first is not None:
+            metrics.ttft.observe(self.first - self.start)
+            if self.tokens > 1 and self.last > self.first:
+                metrics.decode_speed.observe((self.tokens - 1) / (self.last - self.first))
+
+
+class MetricsMiddleware:
+    """Counts every response by route and status (unknown paths folded into one label)."""
+
+    def __init__(self, app, metrics_getter):
+        self.app, self.get = app, metrics_getter
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope["path"]
+        route = path if path in ROUTES else ("/v1/models/{id}" if path.startswith("/v1/models/")
+                                             else "other")
+
+        async def counting_send(message):
+            if message["type"] == "http.response.start":
+                metrics = self.get()
+                if metrics is not None:
+                    metrics.requests.labels(route, str(message["status"])).inc()
+            await send(message)
+
+        await self.app(scope, receive, counting_send)

@@ -1,0 +1,201 @@
+"""Route handlers: parse, hand to the engine, shape the answer. No llama.cpp here."""
+
+from __future__ import annotations
+
+import time
+from typing import AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from localgw.chat.output import PlainTextOutput
+from localgw.chat.prompt import (check_conversation, check_tool_choice, sampling_params,
+                                 template_messages, template_tools)
+from localgw.chat.requests import ChatRequest, CompletionRequest, parse_body
+from localgw.chat.responses import ChatChunker, TextChunker, Usage, collect_chat, collect_text
+from localgw.chat.template import CHATML_TEMPLATE, render_chat
+from localgw.engine.types import JobFailed, TokenText
+from localgw.errors import InvalidRequest, LocalgwError
+from localgw.server.metrics import RequestTimer
+from localgw.server.streaming import ClientGone, EventStreamResponse, run_until_disconnect
+
+SAMPLING_PARAMETERS = ["temperature", "top_p", "top_k", "min_p", "stop", "seed",
+                       "frequency_penalty", "presence_penalty", "repetition_penalty",
+                       "logit_bias", "logprobs", "top_logprobs", "n", "max_tokens"]
+
+
+def model_object(manifest, loaded=None) -> dict:
+    n_ctx = loaded.runner.n_ctx if loaded else manifest.context_length
+    features = ["logprobs"]
+    return {
+        "id": manifest.id, "object": "model",
+        "created": int(time.mktime(time.strptime(manifest.created_at[:19], "%Y-%m-%dT%H:%M:%S")))
+        if manifest.created_at else 0,
+        "owned_by": manifest.id.split("/")[0] if "/" in manifest.id else "local",
+        "context_length": n_ctx, "max_output_length": n_ctx,
+        "quantization": manifest.quantization,
+        "hugging_face_id": manifest.hugging_face_id or (manifest.id if "/" in manifest.id else None),
+        "input_modalities": ["text"], "output_modalities": ["text"],
+        "supported_sampling_parameters": SAMPLING_PARAMETERS,
+        "supported_features": features,
+        "size": manifest.size, "loaded": loaded is not None,
+    }
+
+
+async def list_models(request: Request) -> JSONResponse:
+    manager = request.app.state.manager
+    data = [model_object(m, manager.loaded.get(m.id)) for m in manager.manifests()]
+    return JSONResponse({"object": "list", "data": data})
+
+
+async def get_model(request: Request) -> JSONResponse:
+    manager = request.app.state.manager
+    manifest = manager.manifest(request.path_params["model_id"])
+    return JSONResponse(model_object(manifest, manager.loaded.get(manifest.id)))
+
+
+async def health(request: Request) -> JSONResponse:
+    manager = request.app.state.manager
+    loaded = [{"id": mid, "context_length": e.runner.n_ctx, "active_requests": e.active,
+               "queued": e.runner.queued, "busy": e.runner.busy}
+              for mid, e in list(manager.loaded.items())]
+    status = "shutting_down" if manager.closing else "ok"
+    return JSONResponse({"status": status, "models": loaded,
+                         "available": [m.id for m in manager.manifests()]},
+                        status_code=503 if manager.closing else 200)
+
+
+async def metrics(request: Request) -> Response:
+    m = request.app.state.metrics
+    return Response(m.render(), media_type=m.content_type)
+
+
+async def _json_body(request: Request) -> bytes:
+    ctype = request.headers.get("content-type", "")
+    if ctype.split(";")[0].strip().lower() not in ("application/json", ""):
+        raise InvalidRequest(f"unsupported Content-Type {ctype!r}: send the body as JSON with "
+                             "'Content-Type: application/json'")
+    return await request.body()
+
+
+async def _events(generation, timer: RequestTimer) -> AsyncIterator:
+    async for event in generation:
+        if isinstance(event, JobFailed):
+            err = event.error
+            raise err if isinstance(err, LocalgwError) else LocalgwError(f"generation failed: {err}")
+        if isinstance(event, TokenText):
+            timer.token()
+        yield event
+
+
+async def _respond(request: Request, *, entry, generation, chunks: AsyncIterator[dict],
+                   usage: Usage, stream: bool, collect) -> Response:
+    """Stream chunks as SSE, or collect them into one JSON body; either way free the model."""
+    app = request.app
+    timer = request.state.timer
+    closed = False
+
+    async def close():
+        nonlocal closed
+        if closed:
+            return
+        closed = True
+        generation.cancel()
+        timer.record(app.state.metrics, usage)
+        await app.state.manager.release(entry)
+
+    if stream:
+        return EventStreamResponse(chunks, close)
+    try:
+        items = await run_until_disconnect(request.receive, lambda: _gather(chunks))
+        return JSONResponse(collect(items))
+    except ClientGone:
+        return Response(status_code=499)
+    finally:
+        await close()
+
+
+async def _gather(chunks: AsyncIterator[dict]) -> list[dict]:
+    return [chunk async for chunk in chunks]
+
+
+async def chat_completions(request: Request) -> Response:
+    req: ChatRequest = parse_body(ChatRequest, await _json_body(request))
+    check_conversation(req.messages)
+    check_tool_choice(req)
+    if req.response_format is not None and req.response_format.type != "text":
+        raise InvalidRequest(f"response_format {req.response_format.type!r} is not supported yet",
+                             param="response_format.type")
+    app = request.app
+    manager = app.state.manager
+    request.state.timer = timer = RequestTimer()
+    entry = await manager.acquire(req.model)
+    try:
+        runner = entry.runner
+        template = (app.state.settings.chat_template or runner.metadata.get("tokenizer.chat_template")
+                    or CHATML_TEMPLATE)
+        prompt = render_chat(template, template_messages(req.messages), tools=template_tools(req),
+                             bos_token=runner.bos_text, eos_token=runner.eos_text,
+                             extra=req.chat_template_kwargs)
+        params = sampling_params(req, logprobs=req.logprobs, top_logprobs=req.top_logprobs or 0)
+        generation = runner.submit(runner.prompt_tokens(prompt), params, n=req.n)
+    except BaseException:
+        await manager.release(entry)
+        raise
+    include_usage = bool(req.stream_options and req.stream_options.include_usage)
+    chunker = ChatChunker(model=req.model, new_output=PlainTextOutput, include_usage=include_usage)
+
+    async def chunks():
+        async for event in _events(generation, timer):
+            for chunk in chunker.on_event(event):
+                yield chunk
+        if req.stream and include_usage:
+            yield chunker.usage_chunk()
+
+    return await _respond(request, entry=entry, generation=generation, chunks=chunks(),
+                          usage=chunker.usage, stream=req.stream,
+                          collect=lambda items: collect_chat(items, chunker.usage)
+                          | ({"id": chunker.id, "created": chunker.created, "model": req.model}))
+
+
+async def completions(request: Request) -> Response:
+    req: CompletionRequest = parse_body(CompletionRequest, await _json_body(request))
+    app = request.app
+    manager = app.state.manager
+    request.state.timer = timer = RequestTimer()
+    entry = await manager.acquire(req.model)
+    runner = entry.runner
+    params = sampling_params(req, logprobs=req.logprobs is not None,
+                             top_logprobs=req.logprobs or 0)
+    try:
+        token_lists = [runner.prompt_tokens(p) for p in req.prompts]
+        for tokens in token_lists:
+            runner.check_prompt(tokens)
+    except BaseException:
+        await manager.release(entry)
+        raise
+    usage = Usage()
+    base = TextChunker(model=req.model, usage=usage)
+    current = {"generation": None}
+
+    class _Current:  # lets `close()` cancel whichever prompt is running
+        def cancel(self):
+            if current["generation"] is not None:
+                current["generation"].cancel()
+
+    async def chunks():
+        for i, (prompt, tokens) in enumerate(zip(req.prompts, token_lists)):
+            chunker = TextChunker(model=req.model, id=base.id, created=base.created, usage=usage,
+                                  index_base=i * req.n, echo_prefix=prompt if req.echo else "")
+            current["generation"] = runner.submit(tokens, params, n=req.n)
+            async for event in _events(current["generation"], timer):
+                for chunk in chunker.on_event(event):
+                    yield chunk
+        if req.stream and req.stream_options and req.stream_options.include_usage:
+            yield {"id": base.id, "object": "text_completion", "created": base.created,
+                   "model": req.model, "choices": [], "usage": usage.to_dict()}
+
+    return await _respond(request, entry=entry, generation=_Current(), chunks=chunks(),
+                          usage=usage, stream=req.stream,
+                          collect=lambda items: collect_text(items, usage, req.model, base.id,
+                                                             base.created))

@@ -1,0 +1,29 @@
+"""Everything `localgw serve` can be told, in one place, passed to `create_app`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from localgw.engine.types import LoadOptions
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+@dataclass
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    models: list[str] = field(default_factory=list)
+    api_key: str | None = None
+    insecure: bool = False
+    load: LoadOptions = field(default_factory=LoadOptions)
+    max_loaded: int = 1
+    max_queue: int = 64
+    load_wait: float = 120.0
+    max_body_bytes: int = 16 * 1024 * 1024
+    cors_origins: list[str] = field(default_factory=list)  # beyond localhost
+    chat_template: str | None = None  # a template text overriding every model's own
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.host in LOOPBACK_HOSTS or self.host.startswith("127.")

@@ -1,0 +1,79 @@
+"""Server-Sent Events and disconnect watching: a client that leaves stops the work at once."""
+
+from __future__ import annotations
+
+from typing import AsyncIterator, Awaitable, Callable
+
+import anyio
+
+from localgw.chat.responses import sse
+from localgw.errors import LocalgwError
+
+
+class ClientGone(Exception):
+    """The client closed the connection before the response was complete."""
+
+
+async def _wait_disconnect(receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def run_until_disconnect(receive, work: Callable[[], Awaitable]):
+    """Run `work()`; if the client disconnects first, cancel it and raise ClientGone."""
+    result, gone = None, False
+    async with anyio.create_task_group() as tg:
+        async def watch():
+            nonlocal gone
+            await _wait_disconnect(receive)
+            gone = True
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(watch)
+        result = await work()
+        tg.cancel_scope.cancel()
+    if gone:
+        raise ClientGone()
+    return result
+
+
+class EventStreamResponse:
+    """An ASGI response streaming `data:` frames; ends with `[DONE]`, even after an error."""
+
+    def __init__(self, chunks: AsyncIterator[dict], on_close: Callable[[], Awaitable[None]],
+                 headers: dict[str, str] | None = None):
+        self.chunks, self.on_close, self.headers = chunks, on_close, headers or {}
+
+    async def __call__(self, scope, receive, send):
+        headers = [(b"content-type", b"text/event-stream; charset=utf-8"),
+                   (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+        headers += [(k.lower().encode(), v.encode()) for k, v in self.headers.items()]
+        try:
+            async with anyio.create_task_group() as tg:
+                async def watch():
+                    await _wait_disconnect(receive)
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(watch)
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                try:
+                    async for chunk in self.chunks:
+                        await send({"type": "http.response.body", "body": sse(chunk),
+                                    "more_body": True})
+                except LocalgwError as exc:
+                    await send({"type": "http.response.body", "body": sse(exc.to_dict()),
+                                "more_body": True})
+                await send({"type": "http.response.body", "body": sse("[DONE]"),
+                            "more_body": False})
+                tg.cancel_scope.cancel()
+        except OSError:
+            pass  # the client went away while we wrote
+        finally:
+            aclose = getattr(self.chunks, "aclose", None)
+            if aclose is not None:
+                with anyio.CancelScope(shield=True):
+                    await aclose()
+            with anyio.CancelScope(shield=True):
+                await self.on_close()

