@@ -115,8 +115,8 @@ def serve(
         host=host or os.environ.get("LOCALGW_HOST", "127.0.0.1"),
         port=port if port is not None else int(os.environ.get("LOCALGW_PORT", "8000")),
         models=model, api_key=api_key or None, insecure=insecure,
-        load=LoadOptions(n_ctx=ctx, n_threads=threads, n_gpu_layers=gpu_layers),
-        max_loaded=max_loaded, max_queue=max_queue, max_body_bytes=max_body,
+        load=LoadOptions(n_ctx=ctx, n_threads=threads, n_gpu_layers=gpu_layers, max_queue=max_queue),
+        max_loaded=max_loaded, max_body_bytes=max_body,
         chat_template=_read_template(chat_template))
     run_server(settings)
 

@@ -12,9 +12,15 @@ from localgw.server.settings import ServerSettings
 
 
 class _Server(uvicorn.Server):
-    def __init__(self, config, settings: ServerSettings):
+    def __init__(self, config, settings: ServerSettings, manager):
         super().__init__(config)
         self.settings = settings
+        self.manager = manager
+
+    def handle_exit(self, sig, frame) -> None:
+        # In-flight streams end with an error frame and [DONE] instead of a cut connection.
+        self.manager.begin_shutdown()
+        super().handle_exit(sig, frame)
 
     async def startup(self, sockets=None):
         await super().startup(sockets)
@@ -56,7 +62,7 @@ def run_server(settings: ServerSettings) -> None:
             "`localgw pull Qwen/Qwen2.5-1.5B-Instruct`")
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
                             access_log=False, timeout_graceful_shutdown=5, lifespan="on")
-    server = _Server(config, settings)
+    server = _Server(config, settings, app.state.manager)
     server.run()
     if not server.started:
         sys.exit(1)

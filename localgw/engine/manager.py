@@ -172,6 +172,15 @@ class ModelManager:
         for model_id in self.preload[:self.max_loaded]:
             await self._load(self.manifest(model_id))
 
+    def begin_shutdown(self) -> None:
+        """Refuse new work and end what is in flight, telling each client why."""
+        self.closing = True
+        error = ServiceUnavailable("the server is shutting down")
+        for entry in list(self.loaded.values()):
+            abort = getattr(entry.runner, "abort_all", None)
+            if abort is not None:
+                abort(error)
+
     async def close(self) -> None:
         self.closing = True
         for model_id in list(self.loaded):

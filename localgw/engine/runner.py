@@ -69,7 +69,7 @@ class Generation:
         return event
 
 
-@dataclass
+@dataclass(eq=False)
 class _Job:
     tokens: list[int]
     params: SamplingParams
@@ -81,10 +81,10 @@ class _Job:
 class LlamaRunner:
     """Owns one loaded model and its context; serves jobs one at a time from a bounded queue."""
 
-    def __init__(self, model_id: str, path: str, options: LoadOptions, max_queue: int = 64):
+    def __init__(self, model_id: str, path: str, options: LoadOptions):
         self.model_id = model_id
         self.path = path
-        self.max_queue = max_queue
+        self.max_queue = options.max_queue
         decode_threads, batch_threads = default_threads()
         self.n_threads = options.n_threads or decode_threads
         self.n_threads_batch = options.n_threads_batch or max(batch_threads, self.n_threads)
@@ -110,6 +110,7 @@ class LlamaRunner:
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._queued = 0
         self._running: _Job | None = None
+        self._jobs: set[_Job] = set()  # submitted and not yet finished
         self._lock = threading.Lock()
         self._closed = False
         self._piece_cache: dict[int, bytes] = {}
@@ -190,8 +191,19 @@ class LlamaRunner:
                                 "retry shortly", headers={"Retry-After": "1"})
             self._queued += 1
         out = Generation(asyncio.get_running_loop())
-        self._queue.put(_Job(tokens, params, n, out))
+        job = _Job(tokens, params, n, out)
+        with self._lock:
+            self._jobs.add(job)
+        self._queue.put(job)
         return out
+
+    def abort_all(self, error: Exception) -> None:
+        """Fail every queued and running job with `error` (shutdown): their clients hear why."""
+        with self._lock:
+            jobs = list(self._jobs)
+        for job in jobs:
+            job.out._send(JobFailed(error))
+            job.out.cancel()
 
     def close(self) -> None:
         """Cancel queued and running work, stop the worker, free the model."""
@@ -222,7 +234,9 @@ class LlamaRunner:
                 log.exception("generation failed for %s", self.model_id)
                 job.out._send(JobFailed(exc))
             finally:
-                self._running = None
+                with self._lock:
+                    self._running = None
+                    self._jobs.discard(job)
                 job.out._send(None)
         while True:  # drain: whoever still waits gets an end
             try:

@@ -30,6 +30,7 @@ class LoadOptions:
     n_threads_batch: int | None = None
     n_gpu_layers: int | None = None   # None: all when offload is supported, else 0
     n_batch: int = 512
+    max_queue: int = 64               # waiting requests before 429 queue_full
 
 
 @dataclass

@@ -18,7 +18,6 @@ class ServerSettings:
     insecure: bool = False
     load: LoadOptions = field(default_factory=LoadOptions)
     max_loaded: int = 1
-    max_queue: int = 64
     load_wait: float = 120.0
     max_body_bytes: int = 16 * 1024 * 1024
     cors_origins: list[str] = field(default_factory=list)  # beyond localhost

@@ -1,0 +1,105 @@
+"""A client that leaves frees the model at once; concurrent clients get their own answers."""
+
+import concurrent.futures
+import json
+import re
+import time
+
+import httpx
+
+from tests.integration.conftest import EOS_BAN, chat_body
+
+LONG_STREAM = chat_body(content="Write a very long essay about the history of the world.",
+                        max_tokens=4000, logit_bias=EOS_BAN, stream=True)
+
+
+def metric(http, name: str) -> float:
+    text = http.get("/metrics").text
+    m = re.search(rf"^{name} ([0-9.e+]+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def next_request_latency(http) -> float:
+    start = time.perf_counter()
+    resp = http.post("/v1/chat/completions", json=chat_body(max_tokens=1))
+    assert resp.status_code == 200
+    return time.perf_counter() - start
+
+
+def test_stream_disconnect_frees_the_model(server, http):
+    with httpx.Client(base_url=server.url, timeout=60) as own:
+        with own.stream("POST", "/v1/chat/completions", json=LONG_STREAM) as resp:
+            lines = resp.iter_lines()
+            got = 0
+            for line in lines:
+                if line.startswith("data: {"):
+                    got += 1
+                if got == 3:
+                    break
+    # the connection is closed: the next request must start within a second
+    assert next_request_latency(http) < 1.0
+    tokens_before = metric(http, "localgw_completion_tokens_total")
+    time.sleep(0.5)
+    assert metric(http, "localgw_completion_tokens_total") == tokens_before  # nothing still decoding
+    assert http.get("/health").json()["models"][0]["busy"] is False
+
+
+def test_non_streaming_disconnect_frees_the_model(server, http):
+    body = dict(LONG_STREAM, stream=False)
+    try:
+        httpx.post(server.url + "/v1/chat/completions", json=body, timeout=0.5)
+    except httpx.TimeoutException:
+        pass
+    assert next_request_latency(http) < 1.0
+
+
+def test_queued_request_whose_client_left_costs_nothing(server, http):
+    prompt_before = metric(http, "localgw_prompt_tokens_total")
+    with httpx.Client(base_url=server.url, timeout=60) as own:
+        with own.stream("POST", "/v1/chat/completions", json=LONG_STREAM) as running:
+            lines = running.iter_lines()  # held: a collected iterator would close the stream
+            next(l for l in lines if l.startswith("data: {"))
+            # a second request queues behind the stream; its client gives up
+            queued_body = chat_body(content="unique queued prompt " * 50, max_tokens=50)
+            try:
+                httpx.post(server.url + "/v1/chat/completions", json=queued_body, timeout=0.3)
+            except httpx.TimeoutException:
+                pass
+            time.sleep(0.2)
+    assert next_request_latency(http) < 1.0
+    # only the stream's prompt and the probe's were processed, not the abandoned one (~250 tokens)
+    assert metric(http, "localgw_prompt_tokens_total") - prompt_before < 150
+
+
+def test_eight_concurrent_requests_get_their_own_answers(server, http):
+    topics = ["cats", "rain", "bread", "the moon", "trains", "music", "snow", "coffee"]
+    bodies = [chat_body(content=f"Write one sentence about {t}.", max_tokens=20) for t in topics]
+    solo = [http.post("/v1/chat/completions", json=b).json()["choices"][0]["message"]["content"]
+            for b in bodies]
+
+    def call(body):
+        with httpx.Client(base_url=server.url, timeout=120) as c:
+            return c.post("/v1/chat/completions", json=body).json()["choices"][0]["message"]["content"]
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(call, bodies))
+    assert together == solo
+    assert len(set(together)) == 8
+
+
+def test_concurrent_streams_are_not_cut(server):
+    def stream(body):
+        with httpx.Client(base_url=server.url, timeout=120) as c:
+            with c.stream("POST", "/v1/chat/completions", json=body) as resp:
+                frames = [l for l in resp.iter_lines() if l.startswith("data: ")]
+        return frames
+
+    body = chat_body(content="Tell me about rivers.", max_tokens=15, stream=True)
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(stream, [body] * 3))
+    for frames in results:
+        assert frames[-1] == "data: [DONE]"
+        assert json.loads(frames[-2][6:])["choices"][0]["finish_reason"] == "length"
+    texts = ["".join(json.loads(f[6:])["choices"][0]["delta"].get("content") or ""
+                     for f in frames[:-1]) for frames in results]
+    assert texts[0] == texts[1] == texts[2]

@@ -1,0 +1,43 @@
+"""Dependencies point one way: only the engine imports llama_cpp; the TUI never imports the server."""
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_only_engine_imports_llama_cpp():
+    for path in (ROOT / "localgw").rglob("*.py"):
+        if any(n.split(".")[0] == "llama_cpp" for n in imports_of(path)):
+            assert path.parent.name == "engine", f"{path} imports llama_cpp"
+
+
+def test_chat_layer_is_pure():
+    for path in (ROOT / "localgw" / "chat").rglob("*.py"):
+        bad = {n for n in imports_of(path) if n.startswith(("localgw.server", "localgw.cli",
+                                                             "starlette", "uvicorn", "llama_cpp"))}
+        assert not bad, f"{path} imports {bad}"
+
+
+def test_server_does_not_import_llama_cpp_or_cli():
+    for path in (ROOT / "localgw" / "server").rglob("*.py"):
+        bad = {n for n in imports_of(path) if n.startswith(("llama_cpp", "localgw.cli",
+                                                             "localgw.engine.runner"))}
+        assert not bad, f"{path} imports {bad}"
+
+
+def test_tui_talks_http_only():
+    for path in (ROOT / "tui").rglob("*.py"):
+        bad = {n for n in imports_of(path) if n.startswith(("localgw.engine", "llama_cpp"))}
+        assert not bad, f"{path} imports {bad}"
