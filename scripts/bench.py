@@ -1,0 +1,211 @@
+#!/usr/bin/env python3
+"""Benchmark localgw against in-process llama-cpp-python on the same model and thread count.
+
+    .venv/bin/python scripts/bench.py                 # starts its own server on the default model
+    .venv/bin/python scripts/bench.py --url http://127.0.0.1:8000 --model ID --gguf PATH
+    .venv/bin/python scripts/bench.py --json bench-results.json
+
+Measures time to first token (TTFT) and decode tokens/s for a short and a ~1,500-token prompt,
+TTFT on each turn of a 6-turn conversation, and 4 concurrent clients. Never runs the server and
+the in-process model at the same time: on a small machine they would only slow each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from localgw.defaults import embedded_model_path  # noqa: E402
+from localgw.engine.threads import default_threads  # noqa: E402
+
+DECODE_TOKENS = 128
+REPEATS = 3
+
+
+def long_prompt() -> str:
+    facts = " ".join(f"Note {i}: the shipment {secrets.token_hex(3)} left dock {i % 7} on time."
+                     for i in range(100))
+    return f"Read these notes. {facts} Now write a detailed report about the shipments."
+
+
+def messages(content: str) -> list[dict]:
+    # a fresh nonce first: no prompt prefix is reused across trials, on either side
+    return [{"role": "user", "content": f"[{secrets.token_hex(4)}] {content}"}]
+
+
+class ServerSide:
+    def __init__(self, url: str, model: str):
+        self.url, self.model = url.rstrip("/"), model
+        self.http = httpx.Client(base_url=self.url, timeout=600)
+
+    def stream(self, msgs: list[dict], max_tokens: int = DECODE_TOKENS) -> dict:
+        body = {"model": self.model, "messages": msgs, "temperature": 0, "max_tokens": max_tokens,
+                "stream": True, "stream_options": {"include_usage": True}}
+        start = time.perf_counter()
+        stamps, text, usage = [], "", {}
+        with self.http.stream("POST", "/v1/chat/completions", json=body) as resp:
+            resp.raise_for_status()
+            for line in resp.iter_lines():
+                if not line.startswith("data: {"):
+                    continue
+                chunk = json.loads(line[6:])
+                usage = chunk.get("usage") or usage
+                for c in chunk["choices"]:
+                    if c["delta"].get("content"):
+                        stamps.append(time.perf_counter())
+                        text += c["delta"]["content"]
+        return timing(start, stamps, usage.get("completion_tokens", len(stamps)), text,
+                      usage.get("prompt_tokens_details", {}).get("cached_tokens", 0))
+
+
+class InProcess:
+    def __init__(self, gguf: str, threads: int, n_ctx: int = 8192):
+        import llama_cpp
+        self.llm = llama_cpp.Llama(gguf, n_ctx=n_ctx, n_threads=threads,
+                                   n_threads_batch=max(threads, default_threads()[1]),
+                                   n_batch=512, n_ubatch=512, verbose=False)
+
+    def stream(self, msgs: list[dict], max_tokens: int = DECODE_TOKENS) -> dict:
+        start = time.perf_counter()
+        stamps, text = [], ""
+        for chunk in self.llm.create_chat_completion(msgs, temperature=0, max_tokens=max_tokens,
+                                                     stream=True):
+            piece = chunk["choices"][0]["delta"].get("content")
+            if piece:
+                stamps.append(time.perf_counter())
+                text += piece
+        return timing(start, stamps, len(stamps), text, 0)
+
+
+def timing(start: float, stamps: list[float], tokens: int, text: str, cached: int) -> dict:
+    ttft = stamps[0] - start if stamps else float("nan")
+    decode = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 2 else float("nan")
+    return {"ttft_ms": ttft * 1000, "decode_tps": decode, "tokens": tokens, "text": text,
+            "cached": cached}
+
+
+def median_of(side, content: str) -> dict:
+    runs = [side.stream(messages(content)) for _ in range(REPEATS)]
+    return {"ttft_ms": statistics.median(r["ttft_ms"] for r in runs),
+            "decode_tps": statistics.median(r["decode_tps"] for r in runs),
+            "tokens": runs[0]["tokens"]}
+
+
+def conversation(side) -> list[float]:
+    msgs = [{"role": "system", "content": long_prompt()}]
+    out = []
+    for turn in range(6):
+        msgs.append({"role": "user", "content": f"Question {turn}: summarise note {turn}."})
+        r = side.stream(msgs, max_tokens=24)
+        msgs.append({"role": "assistant", "content": r["text"]})
+        out.append(r["ttft_ms"])
+    return out
+
+
+def concurrent_clients(server: ServerSide, n: int = 4) -> dict:
+    def one(i):
+        start = time.perf_counter()
+        r = ServerSide(server.url, server.model).stream(messages(f"Tell story number {i}."), 64)
+        return r["tokens"], time.perf_counter() - start
+
+    start = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(n) as pool:
+        results = list(pool.map(one, range(n)))
+    wall = time.perf_counter() - start
+    return {"clients": n, "aggregate_tps": sum(t for t, _ in results) / wall,
+            "slowest_s": max(s for _, s in results)}
+
+
+def start_server(gguf: str, threads: int) -> tuple[subprocess.Popen, str]:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "localgw", "serve", "--model", gguf, "--port",
+                             str(port), "--threads", str(threads)], cwd=ROOT,
+                            stderr=subprocess.PIPE, text=True)
+    ready = threading.Event()
+
+    def pump():
+        for line in proc.stderr:
+            if "localgw listening on" in line:
+                ready.set()
+    threading.Thread(target=pump, daemon=True).start()
+    if not ready.wait(120):
+        proc.kill()
+        sys.exit("bench: the server did not start")
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--url", help="a running server (default: start one)")
+    ap.add_argument("--model", help="model id on that server (default: the file's stem)")
+    ap.add_argument("--gguf", help="GGUF file for the in-process reference (default: SmolLM2)")
+    ap.add_argument("--threads", type=int, default=default_threads()[0])
+    ap.add_argument("--json", metavar="FILE", help="also save the results as JSON")
+    args = ap.parse_args()
+    gguf = args.gguf or str(embedded_model_path())
+    model = args.model or Path(gguf).stem
+    proc = None
+    if not args.url:
+        proc, args.url = start_server(gguf, args.threads)
+    results: dict = {"model": model, "threads": args.threads, "cpus": os.cpu_count()}
+    try:
+        server = ServerSide(args.url, model)
+        server.stream(messages("warm up"), 8)
+        results["server"] = {"short": median_of(server, "Write a long story about a dragon."),
+                             "long": median_of(server, long_prompt()),
+                             "conversation_ttft_ms": conversation(server)}
+        results["concurrent"] = concurrent_clients(server)
+    finally:
+        if proc:
+            proc.terminate()
+            proc.wait(30)
+    local = InProcess(gguf, args.threads)
+    local.stream(messages("warm up"), 8)
+    results["in_process"] = {"short": median_of(local, "Write a long story about a dragon."),
+                             "long": median_of(local, long_prompt()),
+                             "conversation_ttft_ms": conversation(local)}
+    report(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+def report(r: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"localgw bench: {r['model']}, {r['threads']} threads")
+    for col in ("measure", "localgw server", "in-process llama-cpp-python", "ratio / delta"):
+        t.add_column(col)
+    s, p = r["server"], r["in_process"]
+    for kind in ("short", "long"):
+        t.add_row(f"{kind} prompt: TTFT ms", f"{s[kind]['ttft_ms']:.1f}", f"{p[kind]['ttft_ms']:.1f}",
+                  f"{s[kind]['ttft_ms'] - p[kind]['ttft_ms']:+.1f} ms")
+        t.add_row(f"{kind} prompt: decode tok/s", f"{s[kind]['decode_tps']:.1f}",
+                  f"{p[kind]['decode_tps']:.1f}", f"{100 * s[kind]['decode_tps'] / p[kind]['decode_tps']:.1f}%")
+    for i, (a, b) in enumerate(zip(s["conversation_ttft_ms"], p["conversation_ttft_ms"])):
+        t.add_row(f"6-turn chat, turn {i + 1}: TTFT ms", f"{a:.1f}", f"{b:.1f}", f"{a - b:+.1f} ms")
+    c = r["concurrent"]
+    t.add_row(f"{c['clients']} concurrent clients: aggregate tok/s", f"{c['aggregate_tps']:.1f}", "-", "")
+    t.add_row(f"{c['clients']} concurrent clients: slowest s", f"{c['slowest_s']:.2f}", "-", "")
+    Console().print(t)
+
+
+if __name__ == "__main__":
+    main()
