@@ -148,3 +148,57 @@ def ps(url: str = typer.Option("http://127.0.0.1:8000", "--url"),
     table(["ID", "CONTEXT", "ACTIVE", "QUEUED"],
           [[m["id"], str(m.get("context_length")), str(m.get("active_requests", 0)),
             str(m.get("queued", 0))] for m in models])
+
+
+@app.command("pull")
+def pull(ref: str = typer.Argument(..., metavar="REF",
+                                   help="org/name[:QUANT|:file.gguf], e.g. Qwen/Qwen2.5-7B-Instruct"),
+         quant: Optional[str] = typer.Option(None, "--quant", help="e.g. Q5_K_M (default Q4_K_M)"),
+         revision: Optional[str] = typer.Option(None, "--revision", help="branch, tag or commit"),
+         dry_run: bool = typer.Option(False, "--dry-run", help="show what would be pulled, then stop"),
+         json_: bool = typer.Option(False, "--json")):
+    """Find a model's GGUF on the Hugging Face Hub, download it resumably, verify, register."""
+    from localgw.cli.progress import byte_progress
+    from localgw.hub import pull as puller
+
+    store = ModelStore()
+    parsed = puller.parse_ref(ref, quant)
+    if not dry_run and revision is None and (have := puller.already_pulled(store, parsed)):
+        if json_:
+            print_json(have.model_dump() | {"downloaded": False})
+        else:
+            print(have.id)
+            stderr.print(f"{have.id} is already pulled ({have.quantization}, {human_size(have.size)})")
+        return
+    p = puller.plan(parsed, revision)
+    info = p.describe()
+    if not json_:
+        files = ", ".join(f["path"] for f in info["files"])
+        stderr.print(f"{info['id']}: {info['quantization'] or 'file'} from {info['repo']}@"
+                     f"{info['commit'][:12]}: {files} ({human_size(info['size'])})"
+                     + (f", licence {info['license']}" if info["license"] else ""))
+    if dry_run:
+        if json_:
+            print_json(info)
+        return
+    with byte_progress(info["size"], info["size"] - info["to_download"], quiet=json_) as advance:
+        manifest = puller.execute(p, store, revision, on_bytes=advance)
+    if json_:
+        print_json(manifest.model_dump() | {"downloaded": True})
+    else:
+        print(manifest.id)
+        stderr.print(f"pulled {manifest.id}: verified sha256 of {len(manifest.files)} file(s); "
+                     f"serve it with `localgw serve --model {manifest.id}`")
+
+
+@app.command("catalog")
+def catalog(json_: bool = typer.Option(False, "--json")):
+    """The built-in list of known models (HF id → GGUF repos, Q4_K_M size)."""
+    from localgw.hub.catalog import CATALOG
+
+    if json_:
+        print_json([{"id": e.id, "repos": list(e.repos), "q4_k_m_gb": e.q4_k_m_gb,
+                     "family": e.family, "notes": e.notes} for e in CATALOG])
+        return
+    table(["ID", "GGUF REPO", "Q4_K_M", "NOTES"],
+          [[e.id, e.repos[0], f"{e.q4_k_m_gb:.1f} GB", e.notes] for e in CATALOG])
