@@ -70,6 +70,7 @@ class FakeHub:
     repos: dict[str, FakeRepo] = field(default_factory=dict)
     log: list[LoggedRequest] = field(default_factory=list)
     throttle: float = 0.0  # seconds of sleep per 64 KiB sent, to make a download killable
+    drop_after: int | None = None  # cut the next file GET after this many bytes (then reset)
     token: str = "hf_test_token"
 
     def add(self, repo: str, files: dict[str, Path | bytes], **kw) -> FakeRepo:
@@ -206,8 +207,13 @@ class FakeHub:
             return
         view = memoryview(body)[start:]
         step = 64 * 1024
+        drop, self.drop_after = self.drop_after, None
         try:
             for i in range(0, len(view), step):
+                if drop is not None and entry.sent >= drop:
+                    h.close_connection = True
+                    h.connection.shutdown(2)
+                    return
                 h.wfile.write(view[i:i + step])
                 entry.sent += len(view[i:i + step])
                 if self.throttle:

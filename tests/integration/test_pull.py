@@ -221,3 +221,31 @@ def test_catalog_lists_every_family(env):
     for needle in ("Qwen/Qwen2.5-7B-Instruct", "meta-llama/Llama-3.1-8B-Instruct",
                    "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "mistralai/Mistral-7B-Instruct-v0.3"):
         assert needle in ids
+
+
+def test_dropped_connection_is_retried_from_where_it_stopped(hub, env):
+    data = tiny_gguf() + b"\0" * (3 << 20)
+    hub.add("org/Flaky-GGUF", {"flaky-Q4_K_M.gguf": data})
+    hub.drop_after = 1 << 20
+    out = pull(env, "org/Flaky-GGUF")
+    assert out.returncode == 0, out.stderr
+    gets = hub.file_gets()
+    assert len(gets) == 2
+    assert int(gets[1].headers["Range"].split("=")[1].rstrip("-")) >= 1 << 20
+    assert hub.bytes_sent() < 1.2 * len(data)
+
+
+def test_not_enough_disk_is_refused_before_downloading(hub, env, monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    import localgw.hub.download as download
+    from localgw.cli.app import app
+
+    hub.add("org/Big-GGUF", {"big-Q4_K_M.gguf": tiny_gguf()})
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(download.shutil, "disk_usage", lambda path: type("U", (), {"free": 1000})())
+    result = CliRunner().invoke(app, ["pull", "org/Big-GGUF"])
+    assert result.exit_code == 1
+    assert "not enough disk space" in str(result.exception)
+    assert hub.file_gets() == []
