@@ -1,14 +1,24 @@
-"""Turn generated text into message deltas.
+"""Turn generated text into OpenAI message deltas.
 
-The seam where tool-call and reasoning parsers plug in: a parser sees the text so far and
-reports what is new, so streaming and non-streaming cannot disagree.
+A parser sees the whole text so far, parses it (reasoning, content, tool calls) and sends the
+difference from its last parse: streaming and non-streaming share this one path, so they cannot
+disagree. Parsers only ever extend what they reported before.
 """
 
 from __future__ import annotations
 
+import secrets
+
+from localgw.chat.formats import ChatFormat
+from localgw.chat.reasoning import parse_harmony, split_think
+from localgw.chat.toolcalls import PARSERS, Call
+
+REASONING_FIELDS = {"both": ("reasoning_content", "reasoning"),
+                    "reasoning_content": ("reasoning_content",), "reasoning": ("reasoning",)}
+
 
 class PlainTextOutput:
-    """Everything the model writes is content."""
+    """Everything the model writes is content (text completions, or no format at all)."""
 
     def feed(self, text: str) -> list[dict]:
         return [{"content": text}] if text else []
@@ -19,3 +29,72 @@ class PlainTextOutput:
     @property
     def called_tools(self) -> bool:
         return False
+
+
+class MessageParser:
+    def __init__(self, fmt: ChatFormat, *, tools: list[dict] | None = None,
+                 inside_reasoning: bool = False, reasoning_fields: tuple[str, ...] = (
+                     "reasoning_content", "reasoning"), prefill: str = "",
+                 parse_reasoning: bool = True):
+        self.fmt = fmt
+        self.tools = {t["function"]["name"]: t["function"].get("parameters") or {}
+                      for t in tools or []}
+        self.parse_tools = bool(tools)
+        self.parse_reasoning = parse_reasoning and fmt.reasoning is not None
+        self.inside = inside_reasoning
+        self.fields = reasoning_fields
+        self.text = prefill
+        self._reasoning = ""
+        self._content = ""
+        self._calls: list[tuple[str, str, str]] = []  # (id, name, arguments sent)
+
+    @property
+    def called_tools(self) -> bool:
+        return bool(self._calls)
+
+    def _parse(self, final: bool) -> tuple[str, str, list[Call]]:
+        if self.fmt.reasoning == "harmony":
+            reasoning, content, calls = parse_harmony(self.text, final)
+            return reasoning, content, calls if self.parse_tools else []
+        reasoning, rest = "", self.text
+        if self.parse_reasoning:
+            reasoning, rest = split_think(self.text, *self.fmt.reasoning, self.inside, final)
+        if not self.parse_tools:
+            return reasoning, rest, []
+        parsed = PARSERS[self.fmt.tool_format](rest, final, self.tools)
+        content = parsed.content
+        if parsed.calls or not final:  # whitespace before a (possible) call is not content
+            content = content.rstrip()
+        return reasoning, content, parsed.calls
+
+    def _diff(self, final: bool) -> list[dict]:
+        reasoning, content, calls = self._parse(final)
+        out = []
+        if reasoning.startswith(self._reasoning) and len(reasoning) > len(self._reasoning):
+            piece = reasoning[len(self._reasoning):]
+            out.append({field: piece for field in self.fields})
+            self._reasoning = reasoning
+        if content.startswith(self._content) and len(content) > len(self._content):
+            out.append({"content": content[len(self._content):]})
+            self._content = content
+        for i, call in enumerate(calls):
+            if i == len(self._calls):
+                call_id = f"call_{secrets.token_hex(12)}"
+                out.append({"tool_calls": [{"index": i, "id": call_id, "type": "function",
+                                            "function": {"name": call.name, "arguments": ""}}]})
+                self._calls.append((call_id, call.name, ""))
+            call_id, name, sent = self._calls[i]
+            if call.arguments.startswith(sent) and len(call.arguments) > len(sent):
+                out.append({"tool_calls": [{"index": i, "function": {
+                    "arguments": call.arguments[len(sent):]}}]})
+                self._calls[i] = (call_id, name, call.arguments)
+        return out
+
+    def feed(self, text: str) -> list[dict]:
+        if not text:
+            return []
+        self.text += text
+        return self._diff(final=False)
+
+    def finish(self) -> list[dict]:
+        return self._diff(final=True)

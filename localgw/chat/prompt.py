@@ -60,8 +60,8 @@ def template_messages(messages: list[Message]) -> list[dict]:
                  "function": {"name": c.function.name, "arguments": _arguments(c.function.arguments)}}
                 for c in msg.tool_calls]
         reasoning = msg.reasoning_content or msg.reasoning
-        if reasoning:
-            item["reasoning_content"] = reasoning
+        if reasoning:  # the names templates read it under
+            item["reasoning_content"] = item["thinking"] = reasoning
         out.append(item)
     return out
 

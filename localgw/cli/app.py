@@ -105,6 +105,8 @@ def serve(
     chat_template: Optional[Path] = typer.Option(None, "--chat-template",
                                                  help="Jinja file overriding the models' templates"),
     insecure: bool = typer.Option(False, "--insecure", help="allow a non-loopback bind without a key"),
+    reasoning_field: str = typer.Option("both", "--reasoning-field",
+                                        help="where thinking goes: reasoning_content, reasoning or both"),
 ):
     """Run the OpenAI-compatible API server."""
     from localgw.cli.serve import run_server
@@ -117,8 +119,14 @@ def serve(
         models=model, api_key=api_key or None, insecure=insecure,
         load=LoadOptions(n_ctx=ctx, n_threads=threads, n_gpu_layers=gpu_layers, max_queue=max_queue),
         max_loaded=max_loaded, max_body_bytes=max_body,
-        chat_template=_read_template(chat_template))
+        chat_template=_read_template(chat_template), reasoning_field=_reasoning_field(reasoning_field))
     run_server(settings)
+
+
+def _reasoning_field(value: str) -> str:
+    if value not in ("both", "reasoning_content", "reasoning"):
+        raise typer.BadParameter("use reasoning_content, reasoning or both", param_hint="--reasoning-field")
+    return value
 
 
 def _read_template(path: Path | None) -> str | None:

@@ -75,6 +75,7 @@ class _Job:
     params: SamplingParams
     n: int
     out: Generation
+    preserve: frozenset = frozenset()  # control token ids rendered as text
     submitted: float = field(default_factory=time.monotonic)
 
 
@@ -114,6 +115,8 @@ class LlamaRunner:
         self._lock = threading.Lock()
         self._closed = False
         self._piece_cache: dict[int, bytes] = {}
+        self._good_grammars: set[str] = set()
+        self._preserve_ids: dict[str, int | None] = {}
         self._thread = threading.Thread(target=self._worker, name=f"llama:{model_id}", daemon=True)
         self._thread.start()
         log.info("loaded %s (ctx %d, threads %d/%d, gpu layers %d) in %.2fs", model_id, self.n_ctx,
@@ -175,9 +178,37 @@ class LlamaRunner:
                 f"prompt is {len(tokens)} tokens, which leaves no room for a reply. Shorten the "
                 f"prompt or start the server with a larger --ctx.", param="messages")
 
-    def submit(self, tokens: list[int], params: SamplingParams, n: int = 1) -> Generation:
-        """Queue a job; its events arrive on the calling event loop."""
+    def check_grammar(self, gbnf: str) -> None:
+        """Parse a grammar once with this model's vocabulary; a bad one is a 400, not a crash."""
+        if gbnf in self._good_grammars:
+            return
+        sampler = llama_cpp.llama_sampler_init_grammar(self._vocab, gbnf.encode("utf-8"), b"root")
+        if not sampler:
+            raise InvalidRequest("the grammar built for this request does not compile in "
+                                 "llama.cpp; simplify the schema", param="response_format")
+        llama_cpp.llama_sampler_free(sampler)
+        self._good_grammars.add(gbnf)
+
+    def _preserved_ids(self, texts) -> frozenset:
+        ids = set()
+        for text in texts:
+            if text not in self._preserve_ids:
+                found = self.tokenize(text)
+                self._preserve_ids[text] = found[0] if len(found) == 1 else None
+            if self._preserve_ids[text] is not None:
+                ids.add(self._preserve_ids[text])
+        return frozenset(ids)
+
+    def submit(self, tokens: list[int], params: SamplingParams, n: int = 1,
+               preserve: tuple[str, ...] = ()) -> Generation:
+        """Queue a job; its events arrive on the calling event loop.
+
+        `preserve` names control tokens (`[TOOL_CALLS]`, `<think>`…) whose text the output
+        parsers need; other control tokens stay invisible.
+        """
         self.check_prompt(tokens)
+        if params.grammar:
+            self.check_grammar(params.grammar)
         bad = [t for t in params.logit_bias if not 0 <= t < self.n_vocab]
         if bad:
             raise InvalidRequest(f"logit_bias names token id {bad[0]}, outside this model's "
@@ -191,7 +222,7 @@ class LlamaRunner:
                                 "retry shortly", headers={"Retry-After": "1"})
             self._queued += 1
         out = Generation(asyncio.get_running_loop())
-        job = _Job(tokens, params, n, out)
+        job = _Job(tokens, params, n, out, self._preserved_ids(preserve))
         with self._lock:
             self._jobs.add(job)
         self._queue.put(job)
@@ -288,15 +319,16 @@ class LlamaRunner:
         sampler.add_dist(seed)
         return sampler
 
-    def _piece(self, token: int) -> bytes:
-        piece = self._piece_cache.get(token)
+    def _piece(self, token: int, special: bool = False) -> bytes:
+        key = -token - 1 if special else token
+        piece = self._piece_cache.get(key)
         if piece is None:
             buf = ctypes.create_string_buffer(64)
-            n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, 64, 0, False)
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, 64, 0, special)
             if n > 64:  # rare very long piece
                 buf = ctypes.create_string_buffer(n)
-                n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, n, 0, False)
-            piece = self._piece_cache[token] = buf.raw[:max(n, 0)]
+                n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, n, 0, special)
+            piece = self._piece_cache[key] = buf.raw[:max(n, 0)]
         return piece
 
     def _logprob(self, token: int, logits: np.ndarray, top_n: int) -> TokenLogprob:
@@ -341,7 +373,7 @@ class LlamaRunner:
                     finish = "stop"
                     break
                 generated += 1
-                text = stops.feed(decoder.decode(self._piece(token)))
+                text = stops.feed(decoder.decode(self._piece(token, token in job.preserve)))
                 logprob = self._logprob(token, logits, params.top_logprobs) if logits is not None else None
                 out._send(TokenText(index, text, logprob))
                 if stops.stopped:

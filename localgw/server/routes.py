@@ -8,12 +8,14 @@ from typing import AsyncIterator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from localgw.chat.output import PlainTextOutput
-from localgw.chat.prompt import (check_conversation, check_tool_choice, sampling_params,
-                                 template_messages, template_tools)
+from localgw.chat.formats import chat_format
+from localgw.chat.output import REASONING_FIELDS
+from localgw.chat.pipeline import prepare_chat
+from localgw.chat.prompt import check_conversation, check_tool_choice, sampling_params
 from localgw.chat.requests import ChatRequest, CompletionRequest, parse_body
 from localgw.chat.responses import ChatChunker, TextChunker, Usage, collect_chat, collect_text
-from localgw.chat.template import CHATML_TEMPLATE, render_chat
+from localgw.chat.template import CHATML_TEMPLATE
+from localgw.engine.schema_grammar import JsonSchemaConverter
 from localgw.engine.types import JobFailed, TokenText
 from localgw.errors import InvalidRequest, LocalgwError
 from localgw.server.metrics import RequestTimer
@@ -24,9 +26,23 @@ SAMPLING_PARAMETERS = ["temperature", "top_p", "top_k", "min_p", "stop", "seed",
                        "logit_bias", "logprobs", "top_logprobs", "n", "max_tokens"]
 
 
-def model_object(manifest, loaded=None) -> dict:
+def supported_features(manifest, template_override: str | None = None) -> list[str]:
+    """What the model's template supports, plus what every model gets from the grammar."""
+    features = []
+    if template_override is not None:
+        fmt = chat_format(template_override)
+        tools, reasoning = fmt.native_tools, fmt.reasoning is not None
+    else:
+        tools, reasoning = manifest.supports_tools, manifest.supports_reasoning
+    features += ["tools"] if tools else []
+    features += ["json_mode", "structured_outputs"]
+    features += ["reasoning"] if reasoning else []
+    return features + ["logprobs"]
+
+
+def model_object(manifest, loaded=None, template_override: str | None = None) -> dict:
     n_ctx = loaded.runner.n_ctx if loaded else manifest.context_length
-    features = ["logprobs"]
+    features = supported_features(manifest, template_override)
     return {
         "id": manifest.id, "object": "model",
         "created": int(time.mktime(time.strptime(manifest.created_at[:19], "%Y-%m-%dT%H:%M:%S")))
@@ -44,14 +60,16 @@ def model_object(manifest, loaded=None) -> dict:
 
 async def list_models(request: Request) -> JSONResponse:
     manager = request.app.state.manager
-    data = [model_object(m, manager.loaded.get(m.id)) for m in manager.manifests()]
+    override = request.app.state.settings.chat_template
+    data = [model_object(m, manager.loaded.get(m.id), override) for m in manager.manifests()]
     return JSONResponse({"object": "list", "data": data})
 
 
 async def get_model(request: Request) -> JSONResponse:
     manager = request.app.state.manager
     manifest = manager.manifest(request.path_params["model_id"])
-    return JSONResponse(model_object(manifest, manager.loaded.get(manifest.id)))
+    return JSONResponse(model_object(manifest, manager.loaded.get(manifest.id),
+                                     request.app.state.settings.chat_template))
 
 
 async def health(request: Request) -> JSONResponse:
@@ -123,27 +141,28 @@ async def chat_completions(request: Request) -> Response:
     req: ChatRequest = parse_body(ChatRequest, await _json_body(request))
     check_conversation(req.messages)
     check_tool_choice(req)
-    if req.response_format is not None and req.response_format.type != "text":
-        raise InvalidRequest(f"response_format {req.response_format.type!r} is not supported yet",
-                             param="response_format.type")
     app = request.app
+    settings = app.state.settings
     manager = app.state.manager
     request.state.timer = timer = RequestTimer()
     entry = await manager.acquire(req.model)
     try:
         runner = entry.runner
-        template = (app.state.settings.chat_template or runner.metadata.get("tokenizer.chat_template")
+        template = (settings.chat_template or runner.metadata.get("tokenizer.chat_template")
                     or CHATML_TEMPLATE)
-        prompt = render_chat(template, template_messages(req.messages), tools=template_tools(req),
-                             bos_token=runner.bos_text, eos_token=runner.eos_text,
-                             extra=req.chat_template_kwargs)
-        params = sampling_params(req, logprobs=req.logprobs, top_logprobs=req.top_logprobs or 0)
-        generation = runner.submit(runner.prompt_tokens(prompt), params, n=req.n)
+        prepared = prepare_chat(req, template, factory=JsonSchemaConverter,
+                                bos_token=runner.bos_text, eos_token=runner.eos_text,
+                                reasoning_fields=REASONING_FIELDS[settings.reasoning_field])
+        params = sampling_params(req, logprobs=req.logprobs, top_logprobs=req.top_logprobs or 0,
+                                 grammar=prepared.grammar)
+        generation = runner.submit(runner.prompt_tokens(prepared.prompt), params, n=req.n,
+                                   preserve=prepared.preserve)
     except BaseException:
         await manager.release(entry)
         raise
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
-    chunker = ChatChunker(model=req.model, new_output=PlainTextOutput, include_usage=include_usage)
+    chunker = ChatChunker(model=req.model, new_output=prepared.new_output,
+                          include_usage=include_usage)
 
     async def chunks():
         async for event in _events(generation, timer):

@@ -22,6 +22,7 @@ class ServerSettings:
     max_body_bytes: int = 16 * 1024 * 1024
     cors_origins: list[str] = field(default_factory=list)  # beyond localhost
     chat_template: str | None = None  # a template text overriding every model's own
+    reasoning_field: str = "both"     # reasoning_content | reasoning | both
 
     @property
     def is_loopback(self) -> bool:

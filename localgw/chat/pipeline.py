@@ -1,0 +1,84 @@
+"""A chat request → everything the engine and the output parser need. Pure, given a converter."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Callable
+
+from localgw.chat.formats import ChatFormat, chat_format, generic_tool_messages, starts_in_reasoning
+from localgw.chat.grammars import (Converter, Forced, json_object_grammar, json_schema_grammar,
+                                   tool_call_grammar)
+from localgw.chat.output import MessageParser
+from localgw.chat.prompt import template_messages
+from localgw.chat.requests import ChatRequest
+from localgw.chat.template import render_chat
+
+ConverterFactory = Callable[[], Converter]
+
+
+@dataclass
+class PreparedChat:
+    prompt: str            # rendered prompt, prefill included
+    grammar: str | None
+    preserve: tuple[str, ...]
+    new_output: Callable[[], MessageParser]
+    fmt: ChatFormat
+
+
+@lru_cache(maxsize=128)
+def _grammar(kind: str, payload: str, fmt: ChatFormat, parallel: bool,
+             factory: ConverterFactory) -> Forced:
+    """Compiled once per schema (or tool set): building a grammar is not free."""
+    conv = factory()
+    data = json.loads(payload)
+    if kind == "json_object":
+        return Forced(json_object_grammar(conv))
+    if kind == "json_schema":
+        return Forced(json_schema_grammar(conv, data))
+    return tool_call_grammar(conv, fmt, data, parallel)
+
+
+def forced_output(req: ChatRequest, fmt: ChatFormat, factory: ConverterFactory) -> Forced | None:
+    """The grammar (and prefill) a request asks for: forced tool calls, or a JSON format."""
+    choice = req.tool_choice
+    if req.tools and choice not in (None, "none", "auto"):
+        tools = [t.model_dump(exclude_none=True) for t in req.tools]
+        if not isinstance(choice, str):
+            tools = [t for t in tools if t["function"]["name"] == choice.function.name]
+        return _grammar("tools", json.dumps(tools), fmt,
+                        req.parallel_tool_calls and isinstance(choice, str), factory)
+    rf = req.response_format
+    if rf is None or rf.type == "text":
+        return None
+    if rf.type == "json_object":
+        return _grammar("json_object", "null", fmt, False, factory)
+    return _grammar("json_schema", json.dumps(rf.json_schema.schema_), fmt,
+                    False, factory)
+
+
+def prepare_chat(req: ChatRequest, template: str, *, factory: ConverterFactory,
+                 bos_token: str = "", eos_token: str = "",
+                 reasoning_fields: tuple[str, ...] = ("reasoning_content", "reasoning")) -> PreparedChat:
+    fmt = chat_format(template)
+    tools_on = bool(req.tools) and req.tool_choice != "none"
+    tools = [t.model_dump(exclude_none=True) for t in req.tools] if tools_on else None
+    messages = template_messages(req.messages)
+    template_tools = tools
+    if tools and not fmt.native_tools:
+        messages, template_tools = generic_tool_messages(messages, tools), None
+    prompt = render_chat(template, messages, tools=template_tools, bos_token=bos_token,
+                         eos_token=eos_token, extra=req.chat_template_kwargs)
+    forced = forced_output(req, fmt, factory)
+    prefill = forced.prefill if forced else ""
+    # Under a grammar the reply is the structure itself: no thinking to split out.
+    inside = starts_in_reasoning(fmt, prompt) and forced is None
+
+    def new_output() -> MessageParser:
+        return MessageParser(fmt, tools=tools, inside_reasoning=inside,
+                             reasoning_fields=reasoning_fields, prefill=prefill,
+                             parse_reasoning=forced is None)
+
+    return PreparedChat(prompt + prefill, forced.grammar if forced else None, fmt.preserved,
+                        new_output, fmt)

@@ -1,0 +1,83 @@
+"""Split a model's chain of thought out of its reply. Pure functions of the text so far."""
+
+from __future__ import annotations
+
+from localgw.chat.toolcalls import Call, _args, _held_marker
+
+_WS = " \t\r\n"
+
+
+def split_think(text: str, open_tag: str, close_tag: str, inside: bool,
+                final: bool) -> tuple[str, str]:
+    """(reasoning, rest) for `<think>…</think>`-style blocks.
+
+    `inside`: the prompt already opened the block, so the output may hold only the closing tag.
+    Reasoning loses its surrounding whitespace; trailing whitespace is held back until it is
+    known not to be the end, so streamed pieces always add up to the final text.
+    """
+    start = 0
+    if not inside:
+        body = text.lstrip(_WS)
+        if body.startswith(open_tag):
+            start = len(text) - len(body) + len(open_tag)
+        elif not final and open_tag.startswith(body):
+            return "", ""
+        else:
+            return "", text
+    close = text.find(close_tag, start)
+    if close < 0:
+        reasoning = text[start:]
+        if not final:
+            reasoning = reasoning[:len(reasoning) - _held_marker(reasoning, (close_tag,))]
+            reasoning = reasoning.rstrip(_WS)
+        return reasoning.strip(_WS), ""
+    return text[start:close].strip(_WS), text[close + len(close_tag):].lstrip(_WS)
+
+
+# ---- gpt-oss "harmony": <|channel|>NAME[ to=functions.X][ <|constrain|>json]<|message|>BODY<|end|>
+
+H_START, H_CHANNEL, H_MESSAGE = "<|start|>", "<|channel|>", "<|message|>"
+H_ENDS = ("<|end|>", "<|call|>", "<|return|>", "<|start|>")
+
+
+def parse_harmony(text: str, final: bool) -> tuple[str, str, list[Call]]:
+    """(reasoning, content, calls) of a harmony-format reply."""
+    reasoning, content, calls = "", "", []
+    pos = 0
+    while pos < len(text):
+        if text.startswith(H_START, pos):
+            nxt = text.find(H_CHANNEL, pos)
+            if nxt < 0:
+                break
+            pos = nxt
+        if not text.startswith(H_CHANNEL, pos):
+            rest = text[pos:]
+            if final or not any(m.startswith(rest) for m in (H_CHANNEL, H_START)):
+                content += rest
+            break
+        head_end = text.find(H_MESSAGE, pos)
+        if head_end < 0:
+            break
+        header = text[pos + len(H_CHANNEL):head_end]
+        body_start = head_end + len(H_MESSAGE)
+        ends = [i for i in (text.find(m, body_start) for m in H_ENDS) if i >= 0]
+        body_end = min(ends) if ends else len(text)
+        body = text[body_start:body_end]
+        if not ends and not final:
+            body = body[:len(body) - _held_marker(body, H_ENDS)]
+        channel = header.split()[0] if header.split() else ""
+        if "to=functions." in header:
+            name = header.split("to=functions.", 1)[1].split()[0].split("<")[0]
+            args, _, done = _args(text[:body_start + len(body)], body_start, final or bool(ends))
+            calls.append(Call(name, args, done))
+        elif channel == "analysis":
+            reasoning += body
+        else:
+            content += body
+        if not ends:
+            break
+        pos = body_end
+        for m in ("<|end|>", "<|call|>", "<|return|>"):
+            if text.startswith(m, pos):
+                pos += len(m)
+    return reasoning, content, calls
