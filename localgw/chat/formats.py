@@ -22,6 +22,7 @@ class ChatFormat:
     xml_tool_args: bool = False             # <function=…><parameter=…> bodies
     mistral_v11: bool = False               # name[ARGS]{…} rather than a JSON list
     fenced_json: bool = False               # DeepSeek-R1: function<sep>name ```json {…} ```
+    call_syntax: str | None = None          # how to call, when we describe the tools ourselves
 
 
 @lru_cache(maxsize=64)
@@ -34,10 +35,15 @@ def chat_format(template: str | None) -> ChatFormat:
         return ChatFormat(fam, "harmony", "harmony", True,
                           ("<|channel|>", "<|message|>", "<|end|>", "<|start|>", "<|constrain|>"))
     if fam == "deepseek":
+        fenced = "```json" in text
+        syntax = ("<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>TOOL_NAME\n```json\n"
+                  "ARGUMENTS\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>" if fenced else
+                  "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>TOOL_NAME<｜tool▁sep｜>ARGUMENTS"
+                  "<｜tool▁call▁end｜><｜tool▁calls▁end｜>")
         return ChatFormat(fam, "deepseek", think, traits.supports_tools,
                           ("<｜tool▁calls▁begin｜>", "<｜tool▁call▁begin｜>", "<｜tool▁sep｜>",
                            "<｜tool▁call▁end｜>", "<｜tool▁calls▁end｜>", *THINK),
-                          fenced_json="```json" in text)
+                          fenced_json=fenced, call_syntax=syntax)
     if fam == "mistral":
         reasoning = MISTRAL_THINK if "[THINK]" in text else None
         return ChatFormat(fam, "mistral", reasoning, True,
@@ -48,7 +54,8 @@ def chat_format(template: str | None) -> ChatFormat:
                           xml_tool_args=fam == "qwen3-coder")
     if fam == "llama3":
         return ChatFormat(fam, "llama3", think, traits.supports_tools, ("<|python_tag|>",))
-    return ChatFormat(fam, "generic", think, False, THINK if think else ())
+    return ChatFormat(fam, "generic", think, False, THINK if think else (),
+                      call_syntax='{"tool_calls": [{"name": TOOL_NAME, "arguments": ARGUMENTS}]}')
 
 
 def starts_in_reasoning(fmt: ChatFormat, prompt: str) -> bool:
@@ -56,21 +63,29 @@ def starts_in_reasoning(fmt: ChatFormat, prompt: str) -> bool:
     return isinstance(fmt.reasoning, tuple) and prompt.rstrip().endswith(fmt.reasoning[0])
 
 
-GENERIC_TOOLS_PROMPT = (
+TOOLS_PROMPT = (
     "You can call tools. The tools, as JSON schemas:\n{tools}\n\n"
-    "To call tools, reply with only this JSON and nothing else: "
-    '{{"tool_calls": [{{"name": "<tool name>", "arguments": {{<arguments>}}}}]}}\n'
-    "Otherwise, answer normally.")
+    "To call tools, reply with only this and nothing else:\n{syntax}\n"
+    "where ARGUMENTS is a JSON object. Otherwise, answer normally.")
 
 
-def generic_tool_messages(messages: list[dict], tools: list[dict]) -> list[dict]:
-    """For templates without tool support: describe the tools in the system message, and write
-    earlier calls and results as plain text the template can render."""
+def describe_tools(messages: list[dict], tools: list[dict], syntax: str) -> list[dict]:
+    """For templates that do not render tool definitions: put them in the system message."""
     described = json.dumps([{"name": t["function"]["name"],
                              "description": t["function"].get("description", ""),
                              "parameters": t["function"].get("parameters") or {}}
                             for t in tools], ensure_ascii=False)
-    prompt = GENERIC_TOOLS_PROMPT.format(tools=described)
+    prompt = TOOLS_PROMPT.format(tools=described, syntax=syntax)
+    out = list(messages)
+    if out and out[0]["role"] == "system":
+        out[0] = {**out[0], "content": f"{out[0]['content']}\n\n{prompt}"}
+    else:
+        out.insert(0, {"role": "system", "content": prompt})
+    return out
+
+
+def generic_history(messages: list[dict]) -> list[dict]:
+    """Earlier calls and results as plain text, for templates that know nothing of tools."""
     out: list[dict] = []
     for msg in messages:
         msg = dict(msg)
@@ -83,8 +98,4 @@ def generic_tool_messages(messages: list[dict], tools: list[dict]) -> list[dict]
             msg = {"role": "user", "content": f"Tool result ({msg.get('tool_call_id', '')}): "
                                               f"{msg.get('content') or ''}"}
         out.append(msg)
-    if out and out[0]["role"] == "system":
-        out[0] = {**out[0], "content": f"{out[0]['content']}\n\n{prompt}"}
-    else:
-        out.insert(0, {"role": "system", "content": prompt})
     return out

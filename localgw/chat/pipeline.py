@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
 
-from localgw.chat.formats import ChatFormat, chat_format, generic_tool_messages, starts_in_reasoning
+from localgw.chat.formats import (ChatFormat, chat_format, describe_tools, generic_history,
+                                  starts_in_reasoning)
 from localgw.chat.grammars import (Converter, Forced, json_object_grammar, json_schema_grammar,
                                    tool_call_grammar)
 from localgw.chat.output import MessageParser
-from localgw.chat.prompt import template_messages
+from localgw.chat.prompt import template_messages, with_mistral_ids
 from localgw.chat.requests import ChatRequest
-from localgw.chat.template import render_chat
+from localgw.chat.template import TemplateError, TemplateRejected, render_chat
 
 ConverterFactory = Callable[[], Converter]
 
@@ -58,18 +59,61 @@ def forced_output(req: ChatRequest, fmt: ChatFormat, factory: ConverterFactory) 
                     False, factory)
 
 
+def render_conversation(req: ChatRequest, template: str, fmt: ChatFormat, tools: list[dict] | None,
+                        bos_token: str, eos_token: str) -> str:
+    """The prompt, with tools rendered by the template or described in the system message."""
+    def attempt(none_as_empty: bool, arguments_as_text: bool, fold_system: bool) -> str:
+        messages = template_messages(req.messages, none_as_empty, arguments_as_text)
+        if fmt.family == "mistral":
+            messages = with_mistral_ids(messages)
+        if fmt.tool_format == "generic":
+            messages = generic_history(messages)
+        template_tools = tools
+        if tools and not fmt.native_tools:
+            messages, template_tools = describe_tools(messages, tools, fmt.call_syntax), None
+        if fold_system:
+            messages = fold_system_into_user(messages)
+        return render_chat(template, messages, tools=template_tools, bos_token=bos_token,
+                           eos_token=eos_token, extra=req.chat_template_kwargs)
+
+    # Templates disagree on small things (None content, arguments as object or text, whether a
+    # system turn exists); try the forms transformers users pass, most faithful first.
+    fold = False
+    last: TemplateError | None = None
+    for _ in range(2):
+        for none_as_empty, as_text in ((False, False), (False, True), (True, False), (True, True)):
+            try:
+                return attempt(none_as_empty, as_text, fold)
+            except TemplateRejected as exc:
+                last = exc
+                break  # the template's own rule: another encoding will not change its mind
+            except TemplateError as exc:
+                last = exc
+        if fold or not any(m.role in ("system", "developer") for m in req.messages) and not (
+                tools and not fmt.native_tools):
+            break
+        fold = True  # e.g. Gemma: "System role not supported"
+    raise last
+
+
+def fold_system_into_user(messages: list[dict]) -> list[dict]:
+    """For templates without a system role: the system text opens the first user turn."""
+    system = "\n\n".join(m["content"] or "" for m in messages if m["role"] == "system")
+    rest = [m for m in messages if m["role"] != "system"]
+    for i, m in enumerate(rest):
+        if m["role"] == "user":
+            rest[i] = {**m, "content": f"{system}\n\n{m['content'] or ''}"}
+            return rest
+    return [{"role": "user", "content": system}, *rest]
+
+
 def prepare_chat(req: ChatRequest, template: str, *, factory: ConverterFactory,
                  bos_token: str = "", eos_token: str = "",
                  reasoning_fields: tuple[str, ...] = ("reasoning_content", "reasoning")) -> PreparedChat:
     fmt = chat_format(template)
     tools_on = bool(req.tools) and req.tool_choice != "none"
     tools = [t.model_dump(exclude_none=True) for t in req.tools] if tools_on else None
-    messages = template_messages(req.messages)
-    template_tools = tools
-    if tools and not fmt.native_tools:
-        messages, template_tools = generic_tool_messages(messages, tools), None
-    prompt = render_chat(template, messages, tools=template_tools, bos_token=bos_token,
-                         eos_token=eos_token, extra=req.chat_template_kwargs)
+    prompt = render_conversation(req, template, fmt, tools, bos_token, eos_token)
     forced = forced_output(req, fmt, factory)
     prefill = forced.prefill if forced else ""
     # Under a grammar the reply is the structure itself: no thinking to split out.

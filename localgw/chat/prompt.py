@@ -44,12 +44,24 @@ def _arguments(raw: str | dict) -> dict | str:
     return value if isinstance(value, dict) else raw
 
 
-def template_messages(messages: list[Message]) -> list[dict]:
-    """Messages as chat templates expect them: plain-string content, `developer` as `system`."""
+def _as_text(raw: str | dict) -> str:
+    return raw if isinstance(raw, str) else json.dumps(raw, ensure_ascii=False)
+
+
+def template_messages(messages: list[Message], none_as_empty: bool = False,
+                      arguments_as_text: bool = False) -> list[dict]:
+    """Messages as chat templates expect them: plain-string content, `developer` as `system`.
+
+    An assistant turn that only called tools has content None; some templates need exactly that
+    (DeepSeek-R1 renders the calls only then), others crash on it (Qwen3 splits the content):
+    `none_as_empty` gives those "". Likewise most templates want call arguments as an object,
+    a few concatenate them as text (`arguments_as_text`).
+    """
     out = []
     for msg in messages:
+        text = msg.text()
         item: dict = {"role": "system" if msg.role == "developer" else msg.role,
-                      "content": msg.text()}
+                      "content": "" if text is None and none_as_empty else text}
         if msg.name:
             item["name"] = msg.name
         if msg.tool_call_id:
@@ -57,7 +69,8 @@ def template_messages(messages: list[Message]) -> list[dict]:
         if msg.tool_calls:
             item["tool_calls"] = [
                 {"id": c.id, "type": "function",
-                 "function": {"name": c.function.name, "arguments": _arguments(c.function.arguments)}}
+                 "function": {"name": c.function.name, "arguments": _as_text(c.function.arguments)
+                              if arguments_as_text else _arguments(c.function.arguments)}}
                 for c in msg.tool_calls]
         reasoning = msg.reasoning_content or msg.reasoning
         if reasoning:  # the names templates read it under
@@ -106,3 +119,24 @@ def sampling_params(request: SamplingFields, *, logprobs: bool = False, top_logp
         top_logprobs=top_logprobs,
         grammar=grammar,
     )
+
+
+def mistral_call_id(call_id: str) -> str:
+    """Mistral templates insist on 9-character alphanumeric call ids: map any id to one, stably."""
+    import hashlib
+    if len(call_id) == 9 and call_id.isalnum():
+        return call_id
+    digest = hashlib.sha256(call_id.encode()).hexdigest()
+    return "".join(c for c in digest if c.isalnum())[:9]
+
+
+def with_mistral_ids(messages: list[dict]) -> list[dict]:
+    out = []
+    for msg in messages:
+        msg = dict(msg)
+        if msg.get("tool_calls"):
+            msg["tool_calls"] = [{**c, "id": mistral_call_id(c["id"] or "call")} for c in msg["tool_calls"]]
+        if msg.get("tool_call_id"):
+            msg["tool_call_id"] = mistral_call_id(msg["tool_call_id"])
+        out.append(msg)
+    return out

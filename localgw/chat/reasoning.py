@@ -44,12 +44,16 @@ def parse_harmony(text: str, final: bool) -> tuple[str, str, list[Call]]:
     """(reasoning, content, calls) of a harmony-format reply."""
     reasoning, content, calls = "", "", []
     pos = 0
+    recipient = ""
+    if not text.startswith((H_CHANNEL, H_START)) and H_CHANNEL in text:
+        # the prompt ends with `<|start|>assistant`: a reply may open with ` to=functions.X`
+        recipient, pos = text[:text.find(H_CHANNEL)], text.find(H_CHANNEL)
     while pos < len(text):
         if text.startswith(H_START, pos):
             nxt = text.find(H_CHANNEL, pos)
             if nxt < 0:
                 break
-            pos = nxt
+            recipient, pos = text[pos + len(H_START):nxt], nxt
         if not text.startswith(H_CHANNEL, pos):
             rest = text[pos:]
             if final or not any(m.startswith(rest) for m in (H_CHANNEL, H_START)):
@@ -58,7 +62,8 @@ def parse_harmony(text: str, final: bool) -> tuple[str, str, list[Call]]:
         head_end = text.find(H_MESSAGE, pos)
         if head_end < 0:
             break
-        header = text[pos + len(H_CHANNEL):head_end]
+        header = text[pos + len(H_CHANNEL):head_end] + " " + recipient
+        recipient = ""
         body_start = head_end + len(H_MESSAGE)
         ends = [i for i in (text.find(m, body_start) for m in H_ENDS) if i >= 0]
         body_end = min(ends) if ends else len(text)

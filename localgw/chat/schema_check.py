@@ -80,6 +80,7 @@ def check_schema(schema, pointer: str = "", root=None) -> None:
             _fail("$ref", f"{pointer}/$ref", "only local references (#/$defs/...) are supported")
         target = root
         for part in ref[2:].split("/"):
+            part = part.replace("~1", "/").replace("~0", "~")
             if not isinstance(target, dict) or part not in target:
                 raise InvalidRequest(f"$ref {ref} at {pointer or '/'} points nowhere",
                                      param="response_format.json_schema.schema")

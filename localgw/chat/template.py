@@ -22,8 +22,12 @@ class TemplateError(InvalidRequest):
     """The chat template refused the conversation (its own `raise_exception`) or failed."""
 
 
+class TemplateRejected(TemplateError):
+    """The template's own `raise_exception`: the conversation breaks the model's rules."""
+
+
 def _raise_exception(message: str):
-    raise TemplateError(f"the model's chat template rejected the conversation: {message}")
+    raise TemplateRejected(f"the model's chat template rejected the conversation: {message}")
 
 
 def _tojson(value: Any, indent: int | None = None, separators=None, sort_keys: bool = False,

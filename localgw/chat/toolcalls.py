@@ -181,6 +181,8 @@ def parse_llama3(text: str, final: bool, tools: dict) -> Parsed:
         offset = len(text) - len(body)
     elif not final and (not body or PYTHON_TAG.startswith(body)):
         return Parsed("", [])
+    if not body and not final:
+        return Parsed("", [])
     if not body.startswith("{"):
         return Parsed(text, [])
     calls, pos = [], offset

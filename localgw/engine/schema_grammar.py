@@ -79,6 +79,12 @@ def int_range(lo: int | None, hi: int | None) -> str:
     return "( " + " | ".join(f"( {a} )" for a in alts) + " )"
 
 
+# llama-cpp-python's `char` lets raw newlines and other control characters into strings, which
+# makes invalid JSON; this is the JSON spec's own definition.
+JSON_CHAR = (r'[^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] '
+             r'[0-9a-fA-F] [0-9a-fA-F])')
+
+
 class JsonSchemaConverter(SchemaConverter):
     def __init__(self):
         super().__init__(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
@@ -111,4 +117,6 @@ class JsonSchemaConverter(SchemaConverter):
 
     def grammar(self, root_body: str) -> str:
         self._rules["root"] = root_body
+        if "char" in self._rules:  # JSON strings may not hold raw control characters
+            self._rules["char"] = JSON_CHAR
         return self.format_grammar()
