@@ -75,6 +75,14 @@ class ModelLoadError(LocalgwError):
     code = "model_load_failed"
 
 
+class InsufficientMemory(LocalgwError):
+    """The model (at this context and offload) does not fit the memory that is free."""
+
+    status = 500
+    type = "server_error"
+    code = "insufficient_memory"
+
+
 class ServiceUnavailable(LocalgwError):
     status = 503
     type = "service_unavailable"

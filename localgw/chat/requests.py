@@ -128,6 +128,22 @@ class SamplingFields(_Body):
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
+    keep_alive: str | int | float | None = None  # extra (Ollama-style): how long to stay loaded
+
+    @field_validator("keep_alive")
+    @classmethod
+    def _duration(cls, value):
+        if value is None:
+            return None
+        from localgw.durations import parse_duration
+        parse_duration(value)  # raises ValueError → a 400 naming keep_alive
+        return value
+
+    @property
+    def keep_alive_seconds(self):
+        """Seconds, None for forever, or "default" when the request did not say."""
+        from localgw.durations import parse_duration
+        return "default" if self.keep_alive is None else parse_duration(self.keep_alive)
 
     @field_validator("logit_bias")
     @classmethod

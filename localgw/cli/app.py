@@ -50,12 +50,18 @@ def list_(json_: bool = typer.Option(False, "--json")):
 
 @app.command("show")
 def show(model_id: str = typer.Argument(..., metavar="ID"),
+         estimate: bool = typer.Option(False, "--estimate",
+                                       help="memory needed, and the context and GPU layers that fit"),
+         ctx: Optional[int] = typer.Option(None, "--ctx", min=16, help="with --estimate: this context"),
+         gpu_layers: Optional[int] = typer.Option(None, "--gpu-layers", help="with --estimate"),
          json_: bool = typer.Option(False, "--json")):
     """One model: GGUF metadata, template family, tool/reasoning support, paths."""
     from localgw.gguf import read_gguf
 
     manifest = ModelStore().require(model_id)
     info = read_gguf(manifest.path)
+    if estimate:
+        return _show_estimate(manifest, info, ctx, gpu_layers, json_)
     data = manifest.model_dump() | {"gguf": info.summary()}
     if json_:
         print_json(data)
@@ -70,6 +76,27 @@ def show(model_id: str = typer.Argument(..., metavar="ID"),
     rows += [("file" if len(manifest.files) == 1 else f"file {i + 1}", f.path)
              for i, f in enumerate(manifest.files)]
     table(["", ""], [list(r) for r in rows])
+
+
+def _show_estimate(manifest, info, ctx, gpu_layers, json_) -> None:
+    from localgw.engine.devices import list_devices
+    from localgw.engine.fit import ModelShape, plan
+    from localgw.engine.runner import gpu_offload_supported
+
+    devices = list_devices()
+    est = plan(ModelShape.from_gguf(info), devices, n_ctx=ctx, n_gpu_layers=gpu_layers,
+               offload_supported=gpu_offload_supported())
+    if json_:
+        print_json(est.to_dict() | {"id": manifest.id,
+                                    "devices": [d.__dict__ for d in devices]})
+        return
+    mib = lambda n: f"{n / 2 ** 20:,.0f} MiB"  # noqa: E731
+    table(["", ""], [["id", manifest.id], ["context", str(est.n_ctx)],
+                     ["GPU layers", f"{est.n_gpu_layers} of {ModelShape.from_gguf(info).n_layers + 1}"],
+                     ["weights", mib(est.weights)], ["KV cache", mib(est.kv)],
+                     ["compute buffers", mib(est.compute)], ["total", mib(est.total)],
+                     ["on the GPU", mib(est.gpu)], ["in RAM", mib(est.cpu)]]
+          + [[f"{d.kind} {d.name}", f"{mib(d.free)} free of {mib(d.total)}"] for d in devices])
 
 
 @app.command("rm")
@@ -100,6 +127,8 @@ def serve(
                                              help="layers on the GPU (-1 all; default all when built with GPU support)"),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="decode threads"),
     max_loaded: int = typer.Option(1, "--max-loaded", min=1, help="models loaded at once"),
+    keep_alive: str = typer.Option("5m", "--keep-alive",
+                                   help="how long an idle model stays loaded (30s, 5m, 1h; 0 unloads after each request; -1 never)"),
     max_queue: int = typer.Option(64, "--max-queue", min=1, help="queued requests per model before 429"),
     max_body: int = typer.Option(16 * 1024 * 1024, "--max-body", min=1024, help="request body limit, bytes"),
     chat_template: Optional[Path] = typer.Option(None, "--chat-template",
@@ -118,9 +147,17 @@ def serve(
         port=port if port is not None else int(os.environ.get("LOCALGW_PORT", "8000")),
         models=model, api_key=api_key or None, insecure=insecure,
         load=LoadOptions(n_ctx=ctx, n_threads=threads, n_gpu_layers=gpu_layers, max_queue=max_queue),
-        max_loaded=max_loaded, max_body_bytes=max_body,
+        max_loaded=max_loaded, keep_alive=_keep_alive(keep_alive), max_body_bytes=max_body,
         chat_template=_read_template(chat_template), reasoning_field=_reasoning_field(reasoning_field))
     run_server(settings)
+
+
+def _keep_alive(value: str) -> float | None:
+    from localgw.durations import parse_duration
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--keep-alive") from None
 
 
 def _reasoning_field(value: str) -> str:
@@ -142,20 +179,30 @@ def _read_template(path: Path | None) -> str | None:
 def ps(url: str = typer.Option("http://127.0.0.1:8000", "--url"),
        api_key: Optional[str] = typer.Option(None, "--api-key", envvar="LOCALGW_API_KEY"),
        json_: bool = typer.Option(False, "--json")):
-    """Models loaded in a running server."""
+    """Models loaded in a running server: memory, context, offload, when each unloads."""
     from localgw.cli.client import get_json
+    from localgw.durations import describe
 
     health = get_json(url, "/health", api_key)
-    if json_:
-        print_json(health.get("models", []))
-        return
     models = health.get("models", [])
+    if json_:
+        print_json(models)
+        return
+    for loading in health.get("loading", []):
+        stderr.print(f"loading {loading}…")
     if not models:
         stderr.print("no model loaded")
         return
-    table(["ID", "CONTEXT", "ACTIVE", "QUEUED"],
-          [[m["id"], str(m.get("context_length")), str(m.get("active_requests", 0)),
-            str(m.get("queued", 0))] for m in models])
+
+    def until(m):
+        if m["busy"] or m["active_requests"]:
+            return "busy"
+        return "forever" if m["keep_alive"] is None else describe(m["expires_in_seconds"])
+
+    table(["ID", "MEMORY", "CONTEXT", "GPU LAYERS", "ACTIVE", "UNLOADS IN"],
+          [[m["id"], human_size(m.get("memory_bytes")), str(m.get("context_length")),
+            str(m.get("gpu_layers", 0)), str(m.get("active_requests", 0)), until(m)]
+           for m in models])
 
 
 @app.command("pull")
@@ -210,3 +257,24 @@ def catalog(json_: bool = typer.Option(False, "--json")):
         return
     table(["ID", "GGUF REPO", "Q4_K_M", "NOTES"],
           [[e.id, e.repos[0], f"{e.q4_k_m_gb:.1f} GB", e.notes] for e in CATALOG])
+
+
+@app.command("doctor")
+def doctor(json_: bool = typer.Option(False, "--json")):
+    """This machine as localgw sees it: llama.cpp build, devices, threads, where things live."""
+    from localgw.cli.facts import machine_facts
+
+    facts = machine_facts()
+    if json_:
+        print_json(facts)
+        return
+    rows = [["llama.cpp backends", ", ".join(facts["backends"])],
+            ["GPU offload", "yes" if facts["gpu_offload"] else "no (CPU build; see README to build for CUDA or Metal)"],
+            ["CPUs", str(facts["cpus"])],
+            ["default threads", f"{facts['threads']['decode']} decode, {facts['threads']['prompt']} prompt"]]
+    rows += [[f"{d['kind']} {d['name']}", f"{human_size(d['free'])} free of {human_size(d['total'])}"]
+             for d in facts["devices"]]
+    rows += [["LOCALGW_HOME", f"{facts['home']['path']} ({human_size(facts['home']['disk_free'])} free)"],
+             ["HF cache", f"{facts['hf_cache']['path']} ({human_size(facts['hf_cache']['disk_free'])} free)"],
+             ["llama.cpp", facts["system_info"]]]
+    table(["", ""], rows)

@@ -33,14 +33,19 @@ class _Server(uvicorn.Server):
 
 
 def log_startup_facts(settings: ServerSettings) -> None:
-    from localgw.engine.runner import gpu_offload_supported, system_info
-    from localgw.engine.threads import available_cpus, default_threads
+    from localgw.cli.facts import machine_facts
 
     log = logging.getLogger("localgw")
-    decode, batch = default_threads()
-    log.info("llama.cpp: %s", system_info())
-    log.info("gpu offload: %s; cpus: %d; default threads: %d decode / %d prompt",
-             "yes" if gpu_offload_supported() else "no", available_cpus(), decode, batch)
+    facts = machine_facts()
+    log.info("llama.cpp backends: %s; gpu offload: %s", ", ".join(facts["backends"]),
+             "yes" if facts["gpu_offload"] else "no")
+    for d in facts["devices"]:
+        log.info("device %s (%s): %.1f GiB free of %.1f GiB", d["name"], d["kind"],
+                 d["free"] / 2 ** 30, d["total"] / 2 ** 30)
+    log.info("cpus: %d; threads: %d decode / %d prompt%s", facts["cpus"],
+             settings.load.n_threads or facts["threads"]["decode"], facts["threads"]["prompt"],
+             " (--threads)" if settings.load.n_threads else "")
+    log.info("models: %s; HF cache: %s", facts["home"]["path"], facts["hf_cache"]["path"])
 
 
 def run_server(settings: ServerSettings) -> None:

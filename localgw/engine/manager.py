@@ -10,17 +10,20 @@ import asyncio
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Protocol
 
 from localgw.defaults import DEFAULT_MODEL_ID, embedded_model_path
+from localgw.engine.fit import Device, Estimate, ModelShape, plan
 from localgw.engine.types import LoadOptions
 from localgw.errors import ModelNotFound, ServiceUnavailable, StoreError
 from localgw.gguf import read_gguf
 from localgw.store import Manifest, ModelFile, ModelStore, default_id_for_path, manifest_from_gguf
 
 log = logging.getLogger("localgw.manager")
+
+RAM_BUDGET = 0.8  # of the RAM free at load time: the rest stays for the user's other programs
 
 
 class Runner(Protocol):
@@ -35,6 +38,16 @@ class Runner(Protocol):
 RunnerFactory = Callable[[str, str, LoadOptions], Runner]
 
 
+def _default_devices() -> list[Device]:
+    from localgw.engine.devices import list_devices
+    return list_devices()
+
+
+def _default_offload() -> bool:
+    from localgw.engine.runner import gpu_offload_supported
+    return gpu_offload_supported()
+
+
 def _default_factory(model_id: str, path: str, options: LoadOptions) -> Runner:
     from localgw.engine.runner import LlamaRunner  # imports llama_cpp: only when really loading
     return LlamaRunner(model_id, path, options)
@@ -44,17 +57,49 @@ def _default_factory(model_id: str, path: str, options: LoadOptions) -> Runner:
 class Loaded:
     runner: Runner
     manifest: Manifest
+    estimate: Estimate | None = None
     loaded_at: float = field(default_factory=time.time)
     last_used: float = field(default_factory=time.monotonic)
     active: int = 0  # requests holding it (queued or generating)
+    keep_alive: float | None = 300.0  # seconds after the last request; None: forever
+    expires_at: float | None = None  # time.time() when it will be unloaded, while idle
+
+    @property
+    def idle(self) -> bool:
+        return self.active == 0 and not self.runner.busy
+
+    def describe(self) -> dict:
+        now = time.time()
+        runner = self.runner
+        return {
+            "id": self.manifest.id, "context_length": runner.n_ctx,
+            "gpu_layers": getattr(runner, "n_gpu_layers", 0),
+            "memory_bytes": getattr(runner, "memory_bytes", 0),
+            "estimated_bytes": self.estimate.total if self.estimate else None,
+            "loaded_at": int(self.loaded_at), "active_requests": self.active,
+            "queued": runner.queued, "busy": runner.busy,
+            "idle_seconds": 0 if not self.idle else round(time.monotonic() - self.last_used, 1),
+            "keep_alive": self.keep_alive,
+            "expires_at": int(self.expires_at) if self.expires_at and self.idle else None,
+            "expires_in_seconds": round(max(self.expires_at - now, 0), 1)
+            if self.expires_at and self.idle else None,
+        }
 
 
 class ModelManager:
     def __init__(self, store: ModelStore, *, model_args: list[str] | None = None,
                  options: LoadOptions | None = None, max_loaded: int = 1,
                  load_wait: float = 120.0, chat_template: str | None = None,
-                 factory: RunnerFactory = _default_factory):
+                 keep_alive: float | None = 300.0,
+                 factory: RunnerFactory = _default_factory,
+                 devices: Callable[[], list[Device]] | None = None,
+                 offload_supported: Callable[[], bool] | None = None):
         self.store = store
+        self.keep_alive = keep_alive
+        self.devices = devices or _default_devices
+        self.offload_supported = offload_supported or _default_offload
+        self.loading: set[str] = set()
+        self._reaper: asyncio.Task | None = None
         self.options = options or LoadOptions()
         self.max_loaded = max(1, max_loaded)
         self.load_wait = load_wait
@@ -135,11 +180,35 @@ class ModelManager:
         entry.last_used = time.monotonic()
         return entry
 
-    async def release(self, entry: Loaded) -> None:
+    async def release(self, entry: Loaded, keep_alive: float | None | str = "default") -> None:
+        """The request is done with the model; it stays loaded for its keep-alive."""
         entry.active -= 1
         entry.last_used = time.monotonic()
+        if keep_alive != "default":
+            entry.keep_alive = keep_alive
+        entry.expires_at = None if entry.keep_alive is None else time.time() + entry.keep_alive
+        if entry.keep_alive == 0 and entry.idle and self.loaded.get(entry.manifest.id) is entry:
+            await self.unload(entry.manifest.id)
         async with self._changed:
             self._changed.notify_all()
+
+    async def reap(self) -> None:
+        """Unload idle models whose keep-alive has run out."""
+        now = time.time()
+        for model_id, entry in list(self.loaded.items()):
+            if entry.idle and entry.expires_at is not None and entry.expires_at <= now:
+                log.info("unloading %s: idle for its keep-alive", model_id)
+                await self.unload(model_id)
+
+    def start_reaper(self, interval: float = 0.5) -> None:
+        async def loop():
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    await self.reap()
+                except Exception:  # noqa: BLE001 - the reaper must outlive any one failure
+                    log.exception("keep-alive reaper failed")
+        self._reaper = asyncio.get_running_loop().create_task(loop())
 
     async def _load(self, manifest: Manifest) -> Loaded:
         async with self._lock:
@@ -147,10 +216,32 @@ class ModelManager:
             if entry is not None:
                 return entry
             await self._make_room()
-            log.info("loading %s from %s", manifest.id, manifest.path)
-            runner = await asyncio.to_thread(self.factory, manifest.id, manifest.path, self.options)
-            entry = self.loaded[manifest.id] = Loaded(runner, manifest)
+            options, est = await asyncio.to_thread(self._fit, manifest)
+            log.info("loading %s from %s: context %d, %d layer(s) on the GPU, about %.0f MiB",
+                     manifest.id, manifest.path, options.n_ctx, options.n_gpu_layers,
+                     est.total / 2 ** 20)
+            self.loading.add(manifest.id)
+            try:
+                runner = await asyncio.to_thread(self.factory, manifest.id, manifest.path, options)
+            finally:
+                self.loading.discard(manifest.id)
+            entry = self.loaded[manifest.id] = Loaded(runner, manifest, est,
+                                                      keep_alive=self.keep_alive)
+            log.info("loaded %s: %.0f MiB allocated by llama.cpp", manifest.id,
+                     getattr(runner, "memory_bytes", 0) / 2 ** 20)
             return entry
+
+    def _fit(self, manifest: Manifest) -> tuple[LoadOptions, Estimate]:
+        """Context size and GPU layers that fit the memory free now (see engine.fit)."""
+        shape = ModelShape.from_gguf(read_gguf(manifest.path))
+        devices = self.devices()
+        # Weights of loaded models are memory-mapped: the OS counts them as reclaimable cache.
+        used = sum(getattr(e.runner, "memory_bytes", 0) for e in self.loaded.values())
+        devices = [replace(d, free=max(int(d.free * RAM_BUDGET) - used, 0)) if d.kind == "cpu"
+                   else d for d in devices]
+        est = plan(shape, devices, n_ctx=self.options.n_ctx, n_gpu_layers=self.options.n_gpu_layers,
+                   offload_supported=self.offload_supported())
+        return replace(self.options, n_ctx=est.n_ctx, n_gpu_layers=est.n_gpu_layers), est
 
     async def _make_room(self) -> None:
         """Evict least recently used idle models until one more fits; wait while all are busy."""
@@ -169,8 +260,10 @@ class ModelManager:
             await asyncio.to_thread(entry.runner.close)
 
     async def preload_models(self) -> None:
+        self.start_reaper()
         for model_id in self.preload[:self.max_loaded]:
-            await self._load(self.manifest(model_id))
+            entry = await self._load(self.manifest(model_id))
+            entry.expires_at = None if entry.keep_alive is None else time.time() + entry.keep_alive
 
     def begin_shutdown(self) -> None:
         """Refuse new work and end what is in flight, telling each client why."""
@@ -183,5 +276,7 @@ class ModelManager:
 
     async def close(self) -> None:
         self.closing = True
+        if self._reaper is not None:
+            self._reaper.cancel()
         for model_id in list(self.loaded):
             await self.unload(model_id)

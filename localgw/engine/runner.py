@@ -23,6 +23,7 @@ from llama_cpp import _internals as internals
 from llama_cpp.llama_grammar import LlamaGrammar
 
 from localgw.chat.stops import StopMatcher
+from localgw.engine.llamalog import capture_buffers
 from localgw.engine.threads import default_threads
 from localgw.engine.types import (ChoiceDone, Event, JobFailed, LoadOptions, PromptDone,
                                   SamplingParams, TokenLogprob, TokenText, TopLogprob)
@@ -96,13 +97,15 @@ class LlamaRunner:
         self.n_batch = options.n_batch
         started = time.monotonic()
         try:
-            self.llm = llama_cpp.Llama(
-                model_path=path, n_ctx=self._pick_ctx(path, options.n_ctx),
-                n_threads=self.n_threads, n_threads_batch=self.n_threads_batch,
-                n_gpu_layers=self.n_gpu_layers, n_batch=options.n_batch,
-                n_ubatch=options.n_batch, logits_all=False, verbose=False)
+            with capture_buffers() as buffers:
+                self.llm = llama_cpp.Llama(
+                    model_path=path, n_ctx=self._pick_ctx(path, options.n_ctx),
+                    n_threads=self.n_threads, n_threads_batch=self.n_threads_batch,
+                    n_gpu_layers=self.n_gpu_layers, n_batch=options.n_batch,
+                    n_ubatch=options.n_batch, logits_all=False, verbose=False)
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelLoadError(f"could not load {model_id} from {path}: {exc}") from exc
+        self.buffers = dict(buffers)  # what llama.cpp reports it allocated, by kind and device
         self.load_seconds = time.monotonic() - started
         self.n_ctx = self.llm.n_ctx()
         self.n_vocab = self.llm.n_vocab()
@@ -131,6 +134,10 @@ class LlamaRunner:
         return min(trained, DEFAULT_CTX_CAP)
 
     # ---- facts the chat layer needs -------------------------------------------------------
+    @property
+    def memory_bytes(self) -> int:
+        return sum(self.buffers.values())
+
     @property
     def metadata(self) -> dict[str, str]:
         return self.llm.metadata

@@ -74,11 +74,9 @@ async def get_model(request: Request) -> JSONResponse:
 
 async def health(request: Request) -> JSONResponse:
     manager = request.app.state.manager
-    loaded = [{"id": mid, "context_length": e.runner.n_ctx, "active_requests": e.active,
-               "queued": e.runner.queued, "busy": e.runner.busy}
-              for mid, e in list(manager.loaded.items())]
+    loaded = [e.describe() for e in list(manager.loaded.values())]
     status = "shutting_down" if manager.closing else "ok"
-    return JSONResponse({"status": status, "models": loaded,
+    return JSONResponse({"status": status, "models": loaded, "loading": sorted(manager.loading),
                          "available": [m.id for m in manager.manifests()]},
                         status_code=503 if manager.closing else 200)
 
@@ -107,7 +105,7 @@ async def _events(generation, timer: RequestTimer) -> AsyncIterator:
 
 
 async def _respond(request: Request, *, entry, generation, chunks: AsyncIterator[dict],
-                   usage: Usage, stream: bool, collect) -> Response:
+                   usage: Usage, stream: bool, collect, keep_alive="default") -> Response:
     """Stream chunks as SSE, or collect them into one JSON body; either way free the model."""
     app = request.app
     timer = request.state.timer
@@ -120,7 +118,7 @@ async def _respond(request: Request, *, entry, generation, chunks: AsyncIterator
         closed = True
         generation.cancel()
         timer.record(app.state.metrics, usage)
-        await app.state.manager.release(entry)
+        await app.state.manager.release(entry, keep_alive)
 
     if stream:
         return EventStreamResponse(chunks, close)
@@ -172,7 +170,7 @@ async def chat_completions(request: Request) -> Response:
             yield chunker.usage_chunk()
 
     return await _respond(request, entry=entry, generation=generation, chunks=chunks(),
-                          usage=chunker.usage, stream=req.stream,
+                          usage=chunker.usage, stream=req.stream, keep_alive=req.keep_alive_seconds,
                           collect=lambda items: collect_chat(items, chunker.usage)
                           | ({"id": chunker.id, "created": chunker.created, "model": req.model}))
 
@@ -215,6 +213,6 @@ async def completions(request: Request) -> Response:
                    "model": req.model, "choices": [], "usage": usage.to_dict()}
 
     return await _respond(request, entry=entry, generation=_Current(), chunks=chunks(),
-                          usage=usage, stream=req.stream,
+                          usage=usage, stream=req.stream, keep_alive=req.keep_alive_seconds,
                           collect=lambda items: collect_text(items, usage, req.model, base.id,
                                                              base.created))

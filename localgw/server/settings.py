@@ -18,6 +18,7 @@ class ServerSettings:
     insecure: bool = False
     load: LoadOptions = field(default_factory=LoadOptions)
     max_loaded: int = 1
+    keep_alive: float | None = 300.0  # seconds an idle model stays loaded; None: forever
     load_wait: float = 120.0
     max_body_bytes: int = 16 * 1024 * 1024
     cors_origins: list[str] = field(default_factory=list)  # beyond localhost

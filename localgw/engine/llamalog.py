@@ -1,0 +1,51 @@
+"""llama.cpp's log, routed into Python logging, and the buffer sizes it reports while loading.
+
+llama.cpp says exactly what it allocated ("CPU KV buffer size = 45.00 MiB"); we keep those
+numbers per loading thread, so `/health` and `localgw ps` show real memory, not a guess.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import re
+import threading
+
+import llama_cpp
+
+log = logging.getLogger("llama.cpp")
+_BUFFER = re.compile(r"(\S+)\s+(model|KV|compute|output|RS) buffer size =\s+([\d.]+) MiB")
+_LEVELS = {2: logging.WARNING, 3: logging.ERROR}
+_local = threading.local()
+
+
+@llama_cpp.llama_log_callback
+def _callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    message = text.decode("utf-8", "replace").rstrip()
+    m = _BUFFER.search(message)
+    buffers = getattr(_local, "buffers", None)
+    if m and buffers is not None:
+        kind = {"model": "weights", "KV": "kv", "RS": "kv"}.get(m.group(2), m.group(2))
+        device = m.group(1).split("_")[0]
+        key = f"{kind}:{device}"
+        buffers[key] = buffers.get(key, 0) + int(float(m.group(3)) * 1024 * 1024)
+    if message:
+        log.log(_LEVELS.get(level, logging.DEBUG), "%s", message)
+
+
+def install() -> None:
+    llama_cpp.llama_log_set(_callback, ctypes.c_void_p(0))
+
+
+class capture_buffers:
+    """`with capture_buffers() as b:` collects {"weights:CPU": bytes, "kv:CPU": …} of a load."""
+
+    def __enter__(self) -> dict[str, int]:
+        _local.buffers = {}
+        return _local.buffers
+
+    def __exit__(self, *exc) -> None:
+        _local.buffers = None
+
+
+install()
