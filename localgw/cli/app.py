@@ -278,3 +278,30 @@ def doctor(json_: bool = typer.Option(False, "--json")):
              ["HF cache", f"{facts['hf_cache']['path']} ({human_size(facts['hf_cache']['disk_free'])} free)"],
              ["llama.cpp", facts["system_info"]]]
     table(["", ""], rows)
+
+
+@app.command("chat")
+def chat(url: str = typer.Option("http://127.0.0.1:8000", "--url", help="server base URL (a trailing /v1 is fine)"),
+         model: Optional[str] = typer.Option(None, "--model", "-m", help="model id (default: the server's loaded one)"),
+         api_key: Optional[str] = typer.Option(None, "--api-key", envvar="LOCALGW_API_KEY")):
+    """The terminal chat app, against a running server, or an in-process one when none answers."""
+    from localgw import config
+    from localgw.cli.inprocess import InProcessServer, server_answers
+    from localgw.tui.app import ChatApp
+    from localgw.tui.client import HttpChatClient, base_url
+    from localgw.tui.history import ChatHistory
+
+    target, notice, server = base_url(url), None, None
+    if not server_answers(target, api_key):
+        stderr.print(f"no server answers at {url}: starting one in this process…")
+        server = InProcessServer(model).start()
+        target = server.url
+        notice = (f"No server answered at {url}, so localgw started one in this process at "
+                  f"{server.url}; it stops when you quit. Log: {server.log_path}")
+    history = ChatHistory(config.home() / "chat.sqlite")
+    try:
+        ChatApp(HttpChatClient(target, api_key), history, model=model, notice=notice).run()
+    finally:
+        history.close()
+        if server is not None:
+            server.stop()
