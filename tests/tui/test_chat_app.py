@@ -50,7 +50,7 @@ async def test_send_and_see_the_streamed_answer(history):
         assert "world" in markdown.source
         assert client.requests[0]["messages"][-1] == {"role": "user", "content": "Hi there"}
         status = str(app.query_one("#status").render())
-        assert "org/small" in status and "TTFT" in status and "cached 8/12" in status
+        assert "small" in status and "TTFT" in status and "cached 8/12" in status
         assert app.conv.title == "Hi there"
 
 
