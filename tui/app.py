@@ -253,6 +253,7 @@ class ChatApp(App):
         await box.mount_all([UserMessage(text, markup=False), reply])
         box.scroll_end(animate=False)
         box.anchor()
+        self.generating = True  # at once: no second send slips in before the worker starts
         self.generate(conv, reply)
 
     def api_messages(self, conv: Conversation) -> list[dict]:
