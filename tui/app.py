@@ -195,13 +195,16 @@ class ChatApp(App):
     def model(self) -> str | None:
         return (self.conv.model if self.conv else None) or self.default_model
 
-    @work(exclusive=True, group="models")
-    async def choose_default_model(self) -> None:
+    async def _models(self):
         try:
-            models = await self.client.list_models()
+            return await self.client.list_models()
         except ClientError as exc:
             self.notify(f"cannot list models: {exc.message}", severity="error")
-            return
+            return None
+
+    @work(exclusive=True, group="models")
+    async def choose_default_model(self) -> None:
+        models = await self._models()
         if models:
             loaded = [m for m in models if m.loaded]
             self.default_model = (loaded or models)[0].id
@@ -209,10 +212,8 @@ class ChatApp(App):
 
     @work(exclusive=True, group="models")
     async def action_pick_model(self) -> None:
-        try:
-            models = await self.client.list_models()
-        except ClientError as exc:
-            self.notify(f"cannot list models: {exc.message}", severity="error")
+        models = await self._models()
+        if models is None:
             return
         if not models:
             self.notify("the server has no models", severity="warning")

@@ -44,6 +44,17 @@ def scan(text: str, start: int = 0) -> Scan:
     def closing(extra: str = "") -> str:
         return extra + "".join("}" if c == "{" else "]" for c in reversed(stack))
 
+    def close_container() -> Scan | None:
+        """Pop the innermost container just closed; a Scan when that ends the value."""
+        nonlocal i, state, best, best_suffix
+        stack.pop()
+        i += 1
+        state = "comma"
+        if not stack:
+            return Scan(i, i, "", False)
+        best, best_suffix = i, closing()
+        return None
+
     def finish_token() -> bool:
         nonlocal token
         ok = token in _LITERALS or _number_ok(token)
@@ -100,12 +111,8 @@ def scan(text: str, start: int = 0) -> Scan:
             closes_empty = c == "]" and stack and stack[-1] == "[" and not after_comma
             after_comma = False
             if closes_empty:
-                stack.pop()
-                i += 1
-                state = "comma"
-                if not stack:
-                    return Scan(i, i, "", False)
-                best, best_suffix = i, closing()
+                if (done := close_container()) is not None:
+                    return done
                 continue
             if c == "{":
                 stack.append("{")
@@ -139,12 +146,8 @@ def scan(text: str, start: int = 0) -> Scan:
                 i += 1
                 continue
             if c == "}" and stack and stack[-1] == "{" and not after_comma:
-                stack.pop()
-                i += 1
-                state = "comma"
-                if not stack:
-                    return Scan(i, i, "", False)
-                best, best_suffix = i, closing()
+                if (done := close_container()) is not None:
+                    return done
                 continue
             return Scan(-1, best, best_suffix or "", True)
         if state == "colon":
@@ -160,11 +163,8 @@ def scan(text: str, start: int = 0) -> Scan:
                 i += 1
                 continue
             if (c == "}" and stack[-1] == "{") or (c == "]" and stack[-1] == "["):
-                stack.pop()
-                i += 1
-                if not stack:
-                    return Scan(i, i, "", False)
-                best, best_suffix = i, closing()
+                if (done := close_container()) is not None:
+                    return done
                 continue
             return Scan(-1, best, best_suffix or "", True)
     if token and not stack and (token in _LITERALS or _number_ok(token)):
