@@ -177,3 +177,70 @@ def test_tool_call_inside_reasoning_is_not_a_call():
     assert "tool_calls" not in message
     assert message["content"] == "No tools needed."
     assert HERMES_CALL in message["reasoning_content"]
+
+
+# ---- every tool-capable template × single / parallel / text before / malformed ------------------
+
+WEATHER_ARGS = '{"city": "Paris", "days": 3}'
+ADD_ARGS = '{"a": 1, "b": 2}'
+BROKEN_ARGS = '{"a": 1, "b": 2,}'   # a trailing comma, as small models write
+
+
+def write_calls(fmt, calls):
+    """Model output for `calls` [(name, raw_args)] in the family's own format."""
+    if fmt.tool_format == "hermes" and fmt.xml_tool_args:
+        def xml(name, raw):
+            params = "".join(f"<parameter={k}>\n{v}\n</parameter>\n" for k, v in json.loads(raw.replace(",}", "}")).items())
+            return f"<tool_call>\n<function={name}>\n{params}</function>\n</tool_call>"
+        return "\n".join(xml(n, a) for n, a in calls)
+    if fmt.tool_format == "hermes":
+        return "\n".join(f'<tool_call>\n{{"name": "{n}", "arguments": {a}}}\n</tool_call>' for n, a in calls)
+    if fmt.tool_format == "llama3":
+        return "; ".join(f'{{"name": "{n}", "parameters": {a}}}' for n, a in calls)
+    if fmt.tool_format == "mistral" and fmt.mistral_v11:
+        return "".join(f"[TOOL_CALLS]{n}[ARGS]{a}" for n, a in calls)
+    if fmt.tool_format == "mistral":
+        return "[TOOL_CALLS][" + ", ".join(f'{{"name": "{n}", "arguments": {a}}}' for n, a in calls) + "]"
+    if fmt.tool_format == "deepseek" and fmt.fenced_json:
+        body = "".join(f"<｜tool▁call▁begin｜>function<｜tool▁sep｜>{n}\n```json\n{a}\n```<｜tool▁call▁end｜>"
+                       for n, a in calls)
+        return f"<｜tool▁calls▁begin｜>{body}<｜tool▁calls▁end｜>"
+    if fmt.tool_format == "deepseek":
+        body = "".join(f"<｜tool▁call▁begin｜>{n}<｜tool▁sep｜>{a}<｜tool▁call▁end｜>" for n, a in calls)
+        return f"<｜tool▁calls▁begin｜>{body}<｜tool▁calls▁end｜>"
+    if fmt.tool_format == "harmony":
+        return "<|start|>assistant".join(
+            f"<|channel|>commentary to=functions.{n} <|constrain|>json<|message|>{a}<|call|>" for n, a in calls)
+    raise AssertionError(fmt)
+
+
+TOOL_TEMPLATES = sorted(p.name for p in (DATA / "templates").glob("*.jinja")
+                        if chat_format(p.read_text()).tool_format != "generic")
+SCENARIOS = {
+    "single": ([("get_weather", WEATHER_ARGS)], ""),
+    "parallel": ([("get_weather", WEATHER_ARGS), ("add", ADD_ARGS)], ""),
+    "text_before": ([("add", ADD_ARGS)], "Let me call a tool."),
+    "malformed": ([("add", BROKEN_ARGS)], ""),
+}
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+@pytest.mark.parametrize("template", TOOL_TEMPLATES)
+def test_every_tool_template_parses_its_own_format(template, scenario):
+    fmt = chat_format((DATA / "templates" / template).read_text())
+    wanted, before = SCENARIOS[scenario]
+    if fmt.tool_format == "harmony" and before:  # a preamble is a commentary message
+        prefix = f"<|channel|>commentary<|message|>{before}<|end|><|start|>assistant"
+    else:
+        prefix = before + ("\n" if fmt.tool_format == "hermes" else " ") if before else ""
+    text = prefix + write_calls(fmt, wanted)
+    whole, _ = run(template, text)
+    if before and fmt.tool_format == "llama3":
+        # Llama 3 writes a call as the whole reply: JSON after prose is prose, not a call
+        assert calls(whole) == [] and whole["content"] == text
+    else:
+        assert calls(whole) == [(n, json.loads(a.replace(",}", "}"))) for n, a in wanted]
+        assert whole["content"] == (before or None)
+    for cut in range(1, len(text)):
+        assert run(template, text, pieces=[text[:cut], text[cut:]])[0] == whole
+    assert run(template, text, pieces=list(text))[0] == whole
