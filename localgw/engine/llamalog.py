@@ -15,7 +15,8 @@ import llama_cpp
 
 log = logging.getLogger("llama.cpp")
 _BUFFER = re.compile(r"(\S+)\s+(model|KV|compute|output|RS) buffer size =\s+([\d.]+) MiB")
-_LEVELS = {2: logging.WARNING, 3: logging.ERROR}
+# ggml_log_level: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5 (continues the last line)
+_LEVELS = {3: logging.WARNING, 4: logging.ERROR}
 _local = threading.local()
 
 
@@ -29,8 +30,10 @@ def _callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
         device = m.group(1).split("_")[0]
         key = f"{kind}:{device}"
         buffers[key] = buffers.get(key, 0) + int(float(m.group(3)) * 1024 * 1024)
+    if level != 5:
+        _local.level = _LEVELS.get(level, logging.DEBUG)
     if message:
-        log.log(_LEVELS.get(level, logging.DEBUG), "%s", message)
+        log.log(getattr(_local, "level", logging.DEBUG), "%s", message)
 
 
 def install() -> None:
