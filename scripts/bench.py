@@ -6,8 +6,9 @@
     .venv/bin/python scripts/bench.py --json bench-results.json
 
 Measures time to first token (TTFT) and decode tokens/s for a short and a ~1,500-token prompt,
-TTFT on each turn of a 6-turn conversation, and 4 concurrent clients. Never runs the server and
-the in-process model at the same time: on a small machine they would only slow each other.
+TTFT on each turn of a 6-turn conversation, and 4 concurrent clients. Server and in-process
+trials alternate, 5 of each, medians reported; they never decode at the same time (on a small
+machine they would only slow each other).
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ sys.path.insert(0, str(ROOT))
 from localgw.defaults import embedded_model_path  # noqa: E402
 from localgw.engine.threads import default_threads  # noqa: E402
 
-DECODE_TOKENS = 128
-REPEATS = 3
+DECODE_TOKENS = 200
+REPEATS = 5
+SETTLE = 0.5  # seconds between trials: llama.cpp's OpenMP threads spin a while after work
 
 
 def long_prompt() -> str:
@@ -98,11 +100,19 @@ def timing(start: float, stamps: list[float], tokens: int, text: str, cached: in
             "cached": cached}
 
 
-def median_of(side, content: str) -> dict:
-    runs = [side.stream(messages(content)) for _ in range(REPEATS)]
-    return {"ttft_ms": statistics.median(r["ttft_ms"] for r in runs),
-            "decode_tps": statistics.median(r["decode_tps"] for r in runs),
-            "tokens": runs[0]["tokens"]}
+def paired_medians(server, local, content: str) -> tuple[dict, dict]:
+    """Alternate server and in-process trials, so drift on a busy laptop hits both alike."""
+    runs: dict = {"server": [], "local": []}
+    for _ in range(REPEATS):
+        for name, side in (("server", server), ("local", local)):
+            time.sleep(SETTLE)
+            runs[name].append(side.stream(messages(content)))
+
+    def summary(rs):
+        return {"ttft_ms": statistics.median(r["ttft_ms"] for r in rs),
+                "decode_tps": statistics.median(r["decode_tps"] for r in rs),
+                "tokens": rs[0]["tokens"]}
+    return summary(runs["server"]), summary(runs["local"])
 
 
 def conversation(side) -> list[float]:
@@ -164,23 +174,26 @@ def main() -> None:
     proc = None
     if not args.url:
         proc, args.url = start_server(gguf, args.threads)
-    results: dict = {"model": model, "threads": args.threads, "cpus": os.cpu_count()}
+    results: dict = {"model": model, "threads": args.threads, "cpus": os.cpu_count(),
+                     "repeats": REPEATS, "decode_tokens": DECODE_TOKENS}
     try:
         server = ServerSide(args.url, model)
         server.stream(messages("warm up"), 8)
-        results["server"] = {"short": median_of(server, "Write a long story about a dragon."),
-                             "long": median_of(server, long_prompt()),
-                             "conversation_ttft_ms": conversation(server)}
+        local = InProcess(gguf, args.threads)  # loaded beside the server; never decoding with it
+        local.stream(messages("warm up"), 8)
+        results["server"], results["in_process"] = {}, {}
+        for kind, content in (("short", "Write a long story about a dragon."), ("long", long_prompt())):
+            results["server"][kind], results["in_process"][kind] = paired_medians(server, local, content)
+        time.sleep(SETTLE)
+        results["server"]["conversation_ttft_ms"] = conversation(server)
+        time.sleep(SETTLE)
+        results["in_process"]["conversation_ttft_ms"] = conversation(local)
+        time.sleep(SETTLE)
         results["concurrent"] = concurrent_clients(server)
     finally:
         if proc:
             proc.terminate()
             proc.wait(30)
-    local = InProcess(gguf, args.threads)
-    local.stream(messages("warm up"), 8)
-    results["in_process"] = {"short": median_of(local, "Write a long story about a dragon."),
-                             "long": median_of(local, long_prompt()),
-                             "conversation_ttft_ms": conversation(local)}
     report(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
