@@ -17,20 +17,6 @@ REASONING_FIELDS = {"both": ("reasoning_content", "reasoning"),
                     "reasoning_content": ("reasoning_content",), "reasoning": ("reasoning",)}
 
 
-class PlainTextOutput:
-    """Everything the model writes is content (text completions, or no format at all)."""
-
-    def feed(self, text: str) -> list[dict]:
-        return [{"content": text}] if text else []
-
-    def finish(self) -> list[dict]:
-        return []
-
-    @property
-    def called_tools(self) -> bool:
-        return False
-
-
 class MessageParser:
     def __init__(self, fmt: ChatFormat, *, tools: list[dict] | None = None,
                  inside_reasoning: bool = False, reasoning_fields: tuple[str, ...] = (

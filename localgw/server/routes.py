@@ -175,6 +175,16 @@ async def chat_completions(request: Request) -> Response:
                           | ({"id": chunker.id, "created": chunker.created, "model": req.model}))
 
 
+class _CurrentGeneration:
+    """A prompt list runs one prompt after another: closing the response cancels the current."""
+
+    generation = None
+
+    def cancel(self) -> None:
+        if self.generation is not None:
+            self.generation.cancel()
+
+
 async def completions(request: Request) -> Response:
     req: CompletionRequest = parse_body(CompletionRequest, await _json_body(request))
     app = request.app
@@ -193,26 +203,21 @@ async def completions(request: Request) -> Response:
         raise
     usage = Usage()
     base = TextChunker(model=req.model, usage=usage)
-    current = {"generation": None}
-
-    class _Current:  # lets `close()` cancel whichever prompt is running
-        def cancel(self):
-            if current["generation"] is not None:
-                current["generation"].cancel()
+    current = _CurrentGeneration()
 
     async def chunks():
         for i, (prompt, tokens) in enumerate(zip(req.prompts, token_lists)):
             chunker = TextChunker(model=req.model, id=base.id, created=base.created, usage=usage,
                                   index_base=i * req.n, echo_prefix=prompt if req.echo else "")
-            current["generation"] = runner.submit(tokens, params, n=req.n)
-            async for event in _events(current["generation"], timer):
+            current.generation = runner.submit(tokens, params, n=req.n)
+            async for event in _events(current.generation, timer):
                 for chunk in chunker.on_event(event):
                     yield chunk
         if req.stream and req.stream_options and req.stream_options.include_usage:
             yield {"id": base.id, "object": "text_completion", "created": base.created,
                    "model": req.model, "choices": [], "usage": usage.to_dict()}
 
-    return await _respond(request, entry=entry, generation=_Current(), chunks=chunks(),
+    return await _respond(request, entry=entry, generation=current, chunks=chunks(),
                           usage=usage, stream=req.stream, keep_alive=req.keep_alive_seconds,
                           collect=lambda items: collect_text(items, usage, req.model, base.id,
                                                              base.created))

@@ -1,6 +1,5 @@
 """A server with an API key and a one-slot queue: auth, 429, and graceful shutdown."""
 
-import json
 import signal
 import subprocess
 import sys
@@ -10,7 +9,7 @@ import httpx
 import pytest
 
 from tests.helpers import ServerProcess, smollm2_path
-from tests.integration.conftest import EOS_BAN, MODEL_ID, chat_body
+from tests.integration.conftest import EOS_BAN, chat_body
 
 KEY = "sk-local-test-key"
 
