@@ -99,6 +99,7 @@ class ModelManager:
         self.devices = devices or _default_devices
         self.offload_supported = offload_supported or _default_offload
         self.loading: set[str] = set()
+        self._loads: dict[str, asyncio.Future] = {}
         self._reaper: asyncio.Task | None = None
         self.options = options or LoadOptions()
         self.max_loaded = max(1, max_loaded)
@@ -171,8 +172,13 @@ class ModelManager:
             raise ServiceUnavailable("the server is shutting down")
         entry = self.loaded.get(model_id)
         if entry is None:
+            # One load per model, shared by everyone waiting; a waiter that gives up (or whose
+            # client left) does not cancel it, so no half-loaded model is ever leaked.
+            task = self._loads.get(model_id)
+            if task is None or task.done():
+                task = self._loads[model_id] = asyncio.ensure_future(self._load(manifest))
             try:
-                entry = await asyncio.wait_for(self._load(manifest), self.load_wait)
+                entry = await asyncio.wait_for(asyncio.shield(task), self.load_wait)
             except asyncio.TimeoutError:
                 raise ServiceUnavailable(f"{model_id} is still loading after {self.load_wait:.0f}s; "
                                          "retry shortly", headers={"Retry-After": "5"}) from None

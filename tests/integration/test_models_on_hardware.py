@@ -145,3 +145,27 @@ def test_doctor_and_show_estimate(home):
                                     env=env).stdout)
     assert est["context_length"] == 4096 and est["gpu_layers"] == 0
     assert est["kv_cache_bytes"] == 4096 * 30 * 3 * 128 * 2
+
+
+def test_a_model_that_fails_to_load_is_a_500_and_the_server_keeps_serving(home, tmp_path):
+    from tests.integration.test_pull import tiny_gguf
+
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(tiny_gguf())  # a valid header, but no weights: llama.cpp refuses it
+    env = dict(os.environ, LOCALGW_HOME=str(home))
+    subprocess.run([sys.executable, "-m", "localgw", "import", str(broken), "--id", "x/broken"],
+                   check=True, env=env, capture_output=True)
+    server = ServerProcess("--max-loaded", "1", "--ctx", "2048", home=home)
+    try:
+        resp = httpx.post(server.url + "/v1/chat/completions", timeout=60, json={
+            "model": "x/broken", "messages": [{"role": "user", "content": "Hi"}]})
+        assert resp.status_code == 500
+        err = resp.json()["error"]
+        assert err["type"] == "server_error" and err["code"] == "model_load_failed"
+        assert "x/broken" in err["message"]
+        assert ask(server.url, "a/one")["choices"][0]["message"]["content"] is not None
+        assert list(loaded(server.url)) == ["a/one"]
+    finally:
+        server.stop()
+        subprocess.run([sys.executable, "-m", "localgw", "rm", "x/broken", "--yes"], env=env,
+                       capture_output=True)
