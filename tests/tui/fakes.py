@@ -10,12 +10,15 @@ from localgw.tui.client import ClientError, Delta, Finished, ModelInfo
 class FakeClient:
     url = "http://fake"
 
-    def __init__(self, script=None, models=None, error: ClientError | None = None, block=False):
+    def __init__(self, script=None, models=None, error: ClientError | None = None, block=False,
+                 health=None, first_delay: float = 0.0):
         self.script = script or [Delta(content="Hello **there**!")]
         self.models = models or [ModelInfo("org/small", 8192, "Q4_K_M", 98_000_000, ["json_mode"], True),
                                  ModelInfo("org/other", 4096, "Q8_0", 1_500_000_000, ["tools", "reasoning"])]
         self.error = error
         self.block = block
+        self.health_reply = health or {"status": "ok", "models": [], "loading": []}
+        self.first_delay = first_delay
         self.requests: list[dict] = []
         self.cancelled = asyncio.Event()
         self.started = asyncio.Event()
@@ -26,7 +29,7 @@ class FakeClient:
         return self.models
 
     async def health(self):
-        return {"status": "ok", "models": [], "loading": []}
+        return self.health_reply
 
     async def stream_chat(self, model, messages, *, temperature, max_tokens):
         self.requests.append({"model": model, "messages": messages, "temperature": temperature,
@@ -34,6 +37,7 @@ class FakeClient:
         if self.error:
             raise self.error
         self.started.set()
+        await asyncio.sleep(self.first_delay)  # e.g. the server is still loading the model
         try:
             for event in self.script:
                 await asyncio.sleep(0)

@@ -217,3 +217,17 @@ async def test_footer_shows_the_key_bindings_at_80x24(history):
         text = app.export_screenshot()
         for key in ("New", "Stop", "Model", "Settings", "Copy"):
             assert key in text
+
+
+async def test_status_says_the_model_is_loading_before_the_first_token(history):
+    client = FakeClient([Delta(content="ready")], first_delay=1.0,
+                        health={"status": "ok", "models": [], "loading": ["org/small"]})
+    app = ChatApp(client, history, model="org/small")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await send(pilot, "hi")
+        await asyncio.sleep(0.6)
+        await pilot.pause()
+        assert "loading model" in str(app.query_one("#status").render())
+        await wait_idle(pilot)
+        assert answer_text(app) == "ready"
+        assert "loading" not in str(app.query_one("#status").render())
