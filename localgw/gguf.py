@@ -7,6 +7,7 @@ Format: https://github.com/ggml-org/ggml/blob/master/docs/gguf.md
 from __future__ import annotations
 
 import mmap
+from functools import lru_cache
 import re
 import struct
 from dataclasses import dataclass, field
@@ -217,8 +218,22 @@ def split_siblings(path: Path) -> list[Path]:
 
 
 def read_gguf(path: str | Path) -> GGUFInfo:
-    """Metadata of a GGUF file; for the first shard of a split set, tensors of all shards."""
+    """Metadata of a GGUF file; for the first shard of a split set, tensors of all shards.
+
+    Cached per file version: the server reads a model's header at start, to plan its memory
+    and to describe it, and a large vocabulary takes a few hundred milliseconds to walk.
+    """
     path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    return _read_gguf(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=32)
+def _read_gguf(path_text: str, mtime_ns: int, size: int) -> GGUFInfo:
+    path = Path(path_text)
     version, meta, n_tensors, n_params, n_bytes = _read_one(path)
     info = GGUFInfo(str(path), version, meta, n_tensors, n_params, n_bytes)
     if info.split_count > 1:
