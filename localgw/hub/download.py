@@ -86,24 +86,28 @@ class Downloader:
         f = job.file
         partial = blob.with_name(blob.name + ".incomplete")
         url = f"{self.endpoint}/{job.repo}/resolve/{job.commit}/{f.path}"
+        digest = _Digest()  # hashed while writing: no second read of a 5 GB file at the end
+        problem: Exception | None = None
         for attempt in range(RETRIES):
             try:
-                if self._attempt(url, partial, f):
+                if self._attempt(url, partial, f, digest):
                     break
+                problem = _Retryable("the connection ended early")
             except (httpx.TransportError, _Retryable) as exc:
-                if attempt == RETRIES - 1:
-                    raise HubError(f"download of {f.path} keeps failing ({exc}); re-run to resume "
-                                   "from the bytes already on disk") from None
-                self.sleep(min(0.5 * 2 ** attempt, 10))
-        digest = _hash_prefix(partial).hexdigest()
-        if digest != f.sha256:
+                problem = exc
+            if attempt == RETRIES - 1:
+                raise HubError(f"download of {f.path} keeps failing ({problem}); re-run to resume "
+                               "from the bytes already on disk")
+            self.sleep(min(0.5 * 2 ** attempt, 10))
+        actual = digest.of(partial)
+        if actual != f.sha256:
             partial.unlink(missing_ok=True)
             raise HubError(f"sha256 mismatch for {job.repo}/{f.path}: expected {f.sha256}, got "
-                           f"{digest}; the file was discarded and nothing was registered",
+                           f"{actual}; the file was discarded and nothing was registered",
                            code="checksum_mismatch")
         partial.replace(blob)
 
-    def _attempt(self, url: str, partial: Path, f: RepoFile) -> bool:
+    def _attempt(self, url: str, partial: Path, f: RepoFile, digest: "_Digest") -> bool:
         """One GET from where the partial file ends. True when the file is complete."""
         have = partial.stat().st_size if partial.exists() else 0
         if have > f.size:  # not a prefix of this file: start again
@@ -135,10 +139,12 @@ class Downloader:
                 mode, have = "wb", 0  # the server ignored Range: the partial is rewritten
             else:
                 raise HubError(f"unexpected HTTP {resp.status_code} downloading {f.path}")
+            digest.start_at(partial, have)
             try:
                 with open(partial, mode) as out:
                     for block in resp.iter_bytes(CHUNK):
                         out.write(block)
+                        digest.update(block)
                         self.on_bytes(len(block))
             except OSError as exc:
                 if exc.errno == errno.ENOSPC:
@@ -150,6 +156,28 @@ class Downloader:
 
 class _Retryable(Exception):
     pass
+
+
+class _Digest:
+    """sha256 of the partial file, kept up to date as bytes are appended."""
+
+    def __init__(self):
+        self.hasher, self.length = hashlib.sha256(), 0
+
+    def start_at(self, partial: Path, offset: int) -> None:
+        if offset == 0:
+            self.hasher, self.length = hashlib.sha256(), 0
+        elif offset != self.length:  # bytes from an earlier run: hash them once
+            self.hasher, self.length = _hash_prefix(partial), offset
+
+    def update(self, block: bytes) -> None:
+        self.hasher.update(block)
+        self.length += len(block)
+
+    def of(self, partial: Path) -> str:
+        if self.length != partial.stat().st_size:  # e.g. complete from an earlier run
+            self.hasher, self.length = _hash_prefix(partial), partial.stat().st_size
+        return self.hasher.hexdigest()
 
 
 def download_all(endpoint: str, headers: dict[str, str], cache: Path, jobs: list[Job],
