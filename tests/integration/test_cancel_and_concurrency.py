@@ -7,6 +7,7 @@ import time
 
 import httpx
 
+from tests.helpers import wait_until
 from tests.integration.conftest import EOS_BAN, chat_body
 
 LONG_STREAM = chat_body(content="Write a very long essay about the history of the world.",
@@ -20,10 +21,16 @@ def metric(http, name: str) -> float:
 
 
 def next_request_latency(http) -> float:
+    """Seconds until the next request starts answering (its first streamed token)."""
     start = time.perf_counter()
-    resp = http.post("/v1/chat/completions", json=chat_body(max_tokens=1))
-    assert resp.status_code == 200
-    return time.perf_counter() - start
+    with http.stream("POST", "/v1/chat/completions", json=chat_body(max_tokens=2, stream=True)) as resp:
+        assert resp.status_code == 200
+        lines = resp.iter_lines()
+        next(line for line in lines if line.startswith("data: {"))
+        started = time.perf_counter() - start
+        for _ in lines:  # read to the end, so the model is free for whatever comes next
+            pass
+    return started
 
 
 def test_stream_disconnect_frees_the_model(server, http):
@@ -38,6 +45,7 @@ def test_stream_disconnect_frees_the_model(server, http):
                     break
     # the connection is closed: the next request must start within a second
     assert next_request_latency(http) < 1.0
+    assert wait_until(lambda: http.get("/health").json()["models"][0]["active_requests"] == 0)
     tokens_before = metric(http, "localgw_completion_tokens_total")
     time.sleep(0.5)
     assert metric(http, "localgw_completion_tokens_total") == tokens_before  # nothing still decoding

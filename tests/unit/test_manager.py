@@ -40,7 +40,7 @@ async def test_a_slow_load_is_a_503_for_the_waiter_but_finishes_once(tmp_path):
     with pytest.raises(ServiceUnavailable) as err:
         await m.acquire(model_id)
     assert err.value.status == 503 and "still loading" in err.value.message
-    await asyncio.sleep(0.6)  # the load went on without the waiter who gave up
+    m.load_wait = 30  # the load went on without the waiter who gave up; wait for it now
     first, second = await asyncio.gather(m.acquire(model_id), m.acquire(model_id))
     assert first is second and made == [model_id]   # one load, shared
     assert first.runner.options.n_ctx == 8192 and first.runner.options.n_gpu_layers == 0
