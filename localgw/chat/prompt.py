@@ -79,12 +79,6 @@ def template_messages(messages: list[Message], none_as_empty: bool = False,
     return out
 
 
-def template_tools(request: ChatRequest) -> list[dict] | None:
-    if not request.tools or request.tool_choice == "none":
-        return None
-    return [t.model_dump(exclude_none=True) for t in request.tools]
-
-
 def check_tool_choice(request: ChatRequest) -> None:
     choice = request.tool_choice
     if choice is None or isinstance(choice, str):

@@ -243,7 +243,7 @@ def parse_mistral(text: str, final: bool, tools: dict) -> Parsed:
 # ---- DeepSeek: <｜tool▁call▁begin｜>[function<｜tool▁sep｜>]name[\n```json\n]{…}[\n```]<｜tool▁call▁end｜>
 
 DS_CALLS_BEGIN, DS_CALL_BEGIN = "<｜tool▁calls▁begin｜>", "<｜tool▁call▁begin｜>"
-DS_SEP, DS_CALL_END = "<｜tool▁sep｜>", "<｜tool▁call▁end｜>"
+DS_SEP = "<｜tool▁sep｜>"
 
 
 def parse_deepseek(text: str, final: bool, tools: dict) -> Parsed:

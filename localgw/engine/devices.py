@@ -6,7 +6,6 @@ from __future__ import annotations
 import ctypes
 import os
 import re
-import sys
 from functools import lru_cache
 
 from localgw.engine.fit import Device
@@ -88,7 +87,3 @@ def build_backends(system_info: str) -> list[str]:
     except Exception:  # noqa: BLE001 - reporting must not fail
         pass
     return found
-
-
-def platform_name() -> str:
-    return f"{sys.platform} {os.uname().machine if hasattr(os, 'uname') else ''}".strip()

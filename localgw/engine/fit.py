@@ -124,8 +124,6 @@ def best_offload(shape: ModelShape, n_ctx: int, devices: list[Device], requested
         return min(requested, shape.n_layers + 1)
     if not offload_supported or not _gpu_free(devices):
         return 0
-    if requested == -1 and not devices:
-        return shape.n_layers + 1
     free = _gpu_free(devices)
     for layers in range(shape.n_layers + 1, 0, -1):
         if estimate(shape, n_ctx, layers).gpu <= free:

@@ -89,7 +89,7 @@ class Loaded:
 class ModelManager:
     def __init__(self, store: ModelStore, *, model_args: list[str] | None = None,
                  options: LoadOptions | None = None, max_loaded: int = 1,
-                 load_wait: float = 120.0, chat_template: str | None = None,
+                 load_wait: float = 120.0,
                  keep_alive: float | None = 300.0,
                  factory: RunnerFactory = _default_factory,
                  devices: Callable[[], list[Device]] | None = None,
@@ -104,7 +104,6 @@ class ModelManager:
         self.options = options or LoadOptions()
         self.max_loaded = max(1, max_loaded)
         self.load_wait = load_wait
-        self.chat_template = chat_template
         self.factory = factory
         self.loaded: dict[str, Loaded] = {}
         self._lock = asyncio.Lock()

@@ -15,7 +15,7 @@ import queue
 import random
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import llama_cpp
 import numpy as np
@@ -31,7 +31,6 @@ from localgw.errors import ContextLengthExceeded, InvalidRequest, ModelLoadError
 
 log = logging.getLogger("localgw.engine")
 
-DEFAULT_CTX_CAP = 8192
 PENALTY_LAST_N = 64
 
 
@@ -77,7 +76,6 @@ class _Job:
     n: int
     out: Generation
     preserve: frozenset = frozenset()  # control token ids rendered as text
-    submitted: float = field(default_factory=time.monotonic)
 
 
 class LlamaRunner:
@@ -99,7 +97,8 @@ class LlamaRunner:
         try:
             with capture_buffers() as buffers:
                 self.llm = llama_cpp.Llama(
-                    model_path=path, n_ctx=self._pick_ctx(path, options.n_ctx),
+                    # the context is planned by engine.fit (ModelManager); 0: the trained one
+                    model_path=path, n_ctx=options.n_ctx or 0,
                     n_threads=self.n_threads, n_threads_batch=self.n_threads_batch,
                     n_gpu_layers=self.n_gpu_layers, n_batch=options.n_batch,
                     n_ubatch=options.n_batch, logits_all=False, verbose=False)
@@ -124,14 +123,6 @@ class LlamaRunner:
         self._thread.start()
         log.info("loaded %s (ctx %d, threads %d/%d, gpu layers %d) in %.2fs", model_id, self.n_ctx,
                  self.n_threads, self.n_threads_batch, self.n_gpu_layers, self.load_seconds)
-
-    @staticmethod
-    def _pick_ctx(path: str, requested: int | None) -> int:
-        if requested:
-            return requested
-        from localgw.gguf import read_gguf  # only metadata; cheap
-        trained = read_gguf(path).context_length or 4096
-        return min(trained, DEFAULT_CTX_CAP)
 
     # ---- facts the chat layer needs -------------------------------------------------------
     @property

@@ -25,7 +25,7 @@ class SamplingParams:
 
 @dataclass
 class LoadOptions:
-    n_ctx: int | None = None          # None: the model's trained context, capped
+    n_ctx: int | None = None          # planned by engine.fit; None: the trained context
     n_threads: int | None = None      # decode threads; None: chosen by engine.threads
     n_threads_batch: int | None = None
     n_gpu_layers: int | None = None   # None: all when offload is supported, else 0

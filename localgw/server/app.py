@@ -29,7 +29,7 @@ def create_app(settings: ServerSettings, manager: ModelManager | None = None) ->
     if manager is None:
         manager = ModelManager(ModelStore(), model_args=settings.models, options=settings.load,
                                max_loaded=settings.max_loaded, load_wait=settings.load_wait,
-                               chat_template=settings.chat_template, keep_alive=settings.keep_alive)
+                               keep_alive=settings.keep_alive)
     state = {}
 
     @contextlib.asynccontextmanager
