@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import AsyncIterator
+from dataclasses import dataclass
+from typing import AsyncIterator, Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -104,9 +105,25 @@ async def _events(generation, timer: RequestTimer) -> AsyncIterator:
         yield event
 
 
-async def _respond(request: Request, *, entry, generation, chunks: AsyncIterator[dict],
-                   usage: Usage, stream: bool, collect, keep_alive="default") -> Response:
-    """Stream chunks as SSE, or collect them into one JSON body; either way free the model."""
+@dataclass
+class ChatCall:
+    """A chat request running on a model, as every front door sees it.
+
+    `chunks` yields OpenAI `chat.completion.chunk` dicts (the internal event stream every wire
+    format translates from); `close()` stops the work and frees the model, and is safe to call
+    twice. Routes for other wire formats (Anthropic, Responses) start a ChatCall from their
+    translated request and render its chunks in their own shape.
+    """
+
+    chunks: AsyncIterator[dict]
+    usage: Usage
+    id: str
+    created: int
+    model: str
+    close: Callable[[], Awaitable[None]]
+
+
+def _closer(request: Request, entry, generation, usage: Usage, keep_alive="default"):
     app = request.app
     timer = request.state.timer
     closed = False
@@ -119,9 +136,14 @@ async def _respond(request: Request, *, entry, generation, chunks: AsyncIterator
         generation.cancel()
         timer.record(app.state.metrics, usage)
         await app.state.manager.release(entry, keep_alive)
+    return close
 
+
+async def respond(request: Request, *, chunks: AsyncIterator[dict], close, stream: bool,
+                  collect, stream_response=EventStreamResponse) -> Response:
+    """Stream chunks as SSE, or collect them into one JSON body; either way `close()` at the end."""
     if stream:
-        return EventStreamResponse(chunks, close)
+        return stream_response(chunks, close)
     try:
         items = await run_until_disconnect(request.receive, lambda: _gather(chunks))
         return JSONResponse(collect(items))
@@ -135,8 +157,8 @@ async def _gather(chunks: AsyncIterator[dict]) -> list[dict]:
     return [chunk async for chunk in chunks]
 
 
-async def chat_completions(request: Request) -> Response:
-    req: ChatRequest = parse_body(ChatRequest, await _json_body(request))
+async def start_chat(request: Request, req: ChatRequest) -> ChatCall:
+    """Check, render and submit a chat request: the one pipeline behind every chat front door."""
     check_conversation(req.messages)
     check_tool_choice(req)
     app = request.app
@@ -169,10 +191,16 @@ async def chat_completions(request: Request) -> Response:
         if req.stream and include_usage:
             yield chunker.usage_chunk()
 
-    return await _respond(request, entry=entry, generation=generation, chunks=chunks(),
-                          usage=chunker.usage, stream=req.stream, keep_alive=req.keep_alive_seconds,
-                          collect=lambda items: collect_chat(items, chunker.usage)
-                          | ({"id": chunker.id, "created": chunker.created, "model": req.model}))
+    return ChatCall(chunks(), chunker.usage, chunker.id, chunker.created, req.model,
+                    _closer(request, entry, generation, chunker.usage, req.keep_alive_seconds))
+
+
+async def chat_completions(request: Request) -> Response:
+    req: ChatRequest = parse_body(ChatRequest, await _json_body(request))
+    call = await start_chat(request, req)
+    return await respond(request, chunks=call.chunks, close=call.close, stream=req.stream,
+                         collect=lambda items: collect_chat(items, call.usage)
+                         | ({"id": call.id, "created": call.created, "model": call.model}))
 
 
 class _CurrentGeneration:
@@ -217,7 +245,7 @@ async def completions(request: Request) -> Response:
             yield {"id": base.id, "object": "text_completion", "created": base.created,
                    "model": req.model, "choices": [], "usage": usage.to_dict()}
 
-    return await _respond(request, entry=entry, generation=current, chunks=chunks(),
-                          usage=usage, stream=req.stream, keep_alive=req.keep_alive_seconds,
-                          collect=lambda items: collect_text(items, usage, req.model, base.id,
-                                                             base.created))
+    return await respond(request, chunks=chunks(), stream=req.stream,
+                         close=_closer(request, entry, current, usage, req.keep_alive_seconds),
+                         collect=lambda items: collect_text(items, usage, req.model, base.id,
+                                                            base.created))
