@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 
 from localgw.chat.formats import chat_format
 from localgw.chat.output import REASONING_FIELDS
-from localgw.chat.pipeline import prepare_chat
+from localgw.chat.pipeline import PreparedChat, prepare_chat
 from localgw.chat.prompt import check_conversation, check_tool_choice, sampling_params
 from localgw.chat.requests import ChatRequest, CompletionRequest, parse_body
 from localgw.chat.responses import ChatChunker, TextChunker, Usage, collect_chat, collect_text
@@ -157,6 +157,16 @@ async def _gather(chunks: AsyncIterator[dict]) -> list[dict]:
     return [chunk async for chunk in chunks]
 
 
+def prepare_prompt(runner, req: ChatRequest, settings) -> tuple[PreparedChat, list[int]]:
+    """Render the request with the model's template and tokenize it (CPU work, no decoding)."""
+    template = (settings.chat_template or runner.metadata.get("tokenizer.chat_template")
+                or CHATML_TEMPLATE)
+    prepared = prepare_chat(req, template, factory=JsonSchemaConverter,
+                            bos_token=runner.bos_text, eos_token=runner.eos_text,
+                            reasoning_fields=REASONING_FIELDS[settings.reasoning_field])
+    return prepared, runner.prompt_tokens(prepared.prompt)
+
+
 async def start_chat(request: Request, req: ChatRequest) -> ChatCall:
     """Check, render and submit a chat request: the one pipeline behind every chat front door."""
     check_conversation(req.messages)
@@ -168,15 +178,10 @@ async def start_chat(request: Request, req: ChatRequest) -> ChatCall:
     entry = await manager.acquire(req.model)
     try:
         runner = entry.runner
-        template = (settings.chat_template or runner.metadata.get("tokenizer.chat_template")
-                    or CHATML_TEMPLATE)
-        prepared = prepare_chat(req, template, factory=JsonSchemaConverter,
-                                bos_token=runner.bos_text, eos_token=runner.eos_text,
-                                reasoning_fields=REASONING_FIELDS[settings.reasoning_field])
+        prepared, tokens = prepare_prompt(runner, req, settings)
         params = sampling_params(req, logprobs=req.logprobs, top_logprobs=req.top_logprobs or 0,
                                  grammar=prepared.grammar)
-        generation = runner.submit(runner.prompt_tokens(prepared.prompt), params, n=req.n,
-                                   preserve=prepared.preserve)
+        generation = runner.submit(tokens, params, n=req.n, preserve=prepared.preserve)
     except BaseException:
         await manager.release(entry)
         raise
