@@ -136,6 +136,12 @@ def serve(
     insecure: bool = typer.Option(False, "--insecure", help="allow a non-loopback bind without a key"),
     reasoning_field: str = typer.Option("both", "--reasoning-field",
                                         help="where thinking goes: reasoning_content, reasoning or both"),
+    max_output: int = typer.Option(4096, "--max-output", min=1,
+                                   help="tokens a reply may have when the request sets no max_tokens"),
+    parallel: Optional[int] = typer.Option(None, "--parallel", min=1, max=64,
+                                           help="slots per model: requests decoded together (default by memory, at least 2)"),
+    cache_ram: Optional[str] = typer.Option(None, "--cache-ram",
+                                            help="host-RAM prompt cache, e.g. 2GiB or 512MiB; 0 turns it off (default min(2 GiB, 10% of RAM))"),
 ):
     """Run the OpenAI-compatible API server."""
     from localgw.cli.serve import run_server
@@ -146,10 +152,22 @@ def serve(
         host=host or os.environ.get("LOCALGW_HOST", "127.0.0.1"),
         port=port if port is not None else int(os.environ.get("LOCALGW_PORT", "8000")),
         models=model, api_key=api_key or None, insecure=insecure,
-        load=LoadOptions(n_ctx=ctx, n_threads=threads, n_gpu_layers=gpu_layers, max_queue=max_queue),
+        load=LoadOptions(n_ctx=ctx, n_threads=threads, n_gpu_layers=gpu_layers, max_queue=max_queue,
+                         n_parallel=parallel, cache_ram=_cache_ram(cache_ram)),
+        max_output=max_output,
         max_loaded=max_loaded, keep_alive=_keep_alive(keep_alive), max_body_bytes=max_body,
         chat_template=_read_template(chat_template), reasoning_field=_reasoning_field(reasoning_field))
     run_server(settings)
+
+
+def _cache_ram(value: str | None) -> int | None:
+    from localgw.durations import parse_size
+    if value is None:
+        return None
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--cache-ram") from None
 
 
 def _keep_alive(value: str) -> float | None:
