@@ -79,3 +79,22 @@ def resolve_defaults(*, gguf_metadata: dict | None = None, generation_config: di
                 values[name] = value
                 sources[name] = source
     return DefaultSampling(values, sources)
+
+
+def defaults_for_manifest(manifest, *, thinking: bool = True) -> DefaultSampling:
+    """A registered (or served) model's defaults: its GGUF header, its captured
+    generation_config.json, its catalogue entry. `thinking=False` when a hybrid model's request
+    turned thinking off and its card recommends other values then."""
+    from localgw.gguf import read_gguf
+    from localgw.hub.catalog import catalog_entry_for
+
+    try:
+        metadata = read_gguf(manifest.path).metadata
+    except (OSError, ValueError):
+        metadata = {}
+    entry = catalog_entry_for(manifest.hugging_face_id, manifest.id)
+    catalogue = entry.sampling if entry else None
+    if entry and not thinking and entry.sampling_no_thinking:
+        catalogue = entry.sampling_no_thinking
+    return resolve_defaults(gguf_metadata=metadata, generation_config=manifest.generation_config,
+                            catalogue=catalogue)

@@ -62,7 +62,11 @@ def show(model_id: str = typer.Argument(..., metavar="ID"),
     info = read_gguf(manifest.path)
     if estimate:
         return _show_estimate(manifest, info, ctx, gpu_layers, json_)
-    data = manifest.model_dump() | {"gguf": info.summary()}
+    from localgw.chat.defaults import defaults_for_manifest
+
+    sampling = defaults_for_manifest(manifest)
+    data = manifest.model_dump() | {"gguf": info.summary(), "default_sampling": sampling.values,
+                                    "default_sampling_sources": sampling.sources}
     if json_:
         print_json(data)
         return
@@ -73,6 +77,8 @@ def show(model_id: str = typer.Argument(..., metavar="ID"),
             ("reasoning", "yes" if manifest.supports_reasoning else "no"),
             ("size", human_size(manifest.size))]
     rows += [("repo", f"{manifest.repo}@{manifest.commit}")] if manifest.repo else []
+    rows += [("sampling defaults", ", ".join(f"{k} {v:g} ({sampling.sources[k]})"
+                                             for k, v in sampling.values.items()))]
     rows += [("file" if len(manifest.files) == 1 else f"file {i + 1}", f.path)
              for i, f in enumerate(manifest.files)]
     table(["", ""], [list(r) for r in rows])

@@ -14,13 +14,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Protocol
 
-from localgw.chat.defaults import DefaultSampling, resolve_defaults
+from localgw.chat.defaults import DefaultSampling, defaults_for_manifest
 from localgw.defaults import DEFAULT_MODEL_ID, embedded_model_path
 from localgw.engine.fit import Device, Estimate, ModelShape, plan
 from localgw.engine.types import LoadOptions
 from localgw.errors import ModelNotFound, ServiceUnavailable, StoreError
 from localgw.gguf import read_gguf
-from localgw.hub.catalog import catalog_entry_for
 from localgw.store import Manifest, ModelFile, ModelStore, default_id_for_path, manifest_from_gguf
 
 log = logging.getLogger("localgw.manager")
@@ -163,18 +162,8 @@ class ModelManager:
         return found
 
     def default_sampling(self, manifest: Manifest, *, thinking: bool = True) -> DefaultSampling:
-        """The model's own sampling defaults (chat.defaults); `thinking=False` when a hybrid
-        model's request turned thinking off and its card recommends other values then."""
-        try:
-            metadata = read_gguf(manifest.path).metadata
-        except (OSError, ValueError):
-            metadata = {}
-        entry = catalog_entry_for(manifest.hugging_face_id, manifest.id)
-        catalogue = entry.sampling if entry else None
-        if entry and not thinking and entry.sampling_no_thinking:
-            catalogue = entry.sampling_no_thinking
-        return resolve_defaults(gguf_metadata=metadata, generation_config=manifest.generation_config,
-                                catalogue=catalogue)
+        """The model's own sampling defaults (see chat.defaults)."""
+        return defaults_for_manifest(manifest, thinking=thinking)
 
     # ---- loading --------------------------------------------------------------------------
     async def acquire(self, model_id: str) -> Loaded:
