@@ -33,6 +33,8 @@ class LoadOptions:
     n_ubatch: int = 512               # tokens per compute pass inside one call
     n_parallel: int | None = None     # slots (sequences decoded together); None: planned
     cache_ram: int | None = None      # bytes of host-RAM prompt cache; None: planned; 0: off
+    kv_unified: bool = False          # True: one KV pool shared by all slots
+    flash_attn: bool | None = None    # None: on where the model runs on a GPU, off on the CPU
     max_queue: int = 64               # waiting requests before 429 queue_full
 
 
