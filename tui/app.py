@@ -284,7 +284,7 @@ class ChatApp(App):
                     if event.reasoning:
                         reply.add_reasoning(event.reasoning)
                     if event.content:
-                        await reply.add_content(event.content)
+                        reply.add_content(event.content)
                     if event.tool_calls:
                         reply.tool_calls.add(event.tool_calls)
                 elif isinstance(event, Finished):
