@@ -247,10 +247,12 @@ class JsonSchemaConverter(SchemaConverter):
         super().__init__(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
 
     def visit(self, schema, name):
-        if isinstance(schema, dict) and schema.get("type") in ("integer", "number") and any(
-                k in schema for k in _BOUNDS):
+        kind = schema.get("type") if isinstance(schema, dict) else None
+        kind = kind[0] if isinstance(kind, list) and len(kind) == 1 else kind
+        if kind in ("integer", "number") and any(k in schema for k in _BOUNDS) and not (
+                "enum" in schema or "const" in schema):  # an enum is tighter: the converter's own
             rule_name = name + "-" if name in ("root",) else name or "root"
-            if schema["type"] == "number":
+            if kind == "number":
                 try:
                     return self._add_rule(rule_name, number_range(*_bounds(schema)) + " space")
                 except ValueError as exc:  # schema_check refuses lo > hi; this is the digit limit

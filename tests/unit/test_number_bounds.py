@@ -150,3 +150,22 @@ def test_integer_bounds_without_an_integer_between_are_400s():
     with pytest.raises(InvalidRequest):
         check_schema({"type": "integer", "minimum": 1.2, "maximum": 1.8})
     check_schema({"type": "integer", "minimum": 0.5, "maximum": 1.5})
+
+
+@pytest.mark.parametrize("schema,good,bad", [
+    ({"type": ["number"], "minimum": 0, "maximum": 1}, "0.5", "2"),
+    ({"type": "number", "minimum": 0, "maximum": 10, "enum": [2, 3]}, "3", "5"),
+])
+def test_one_type_lists_are_bounded_and_enums_stay_enums(schema, good, bad):
+    from localgw.engine.schema_grammar import JsonSchemaConverter
+
+    conv = JsonSchemaConverter()
+    rule = conv.add_schema(schema, "x")
+    grammar = conv.grammar(rule)
+    rules = dict(line.split(" ::= ", 1) for line in grammar.splitlines() if " ::= " in line)
+    body = rules["x"].removesuffix(" space")
+    if "enum" in schema:
+        assert body.replace('"', "").replace(" ", "").split("|") == ["2", "3"]
+    else:
+        rx = to_regex(body)
+        assert rx.match(good) and not rx.match(bad)
