@@ -47,10 +47,15 @@ def table(columns: list[str], rows: list[list[str]], keep: int | None = None,
     the rest wrap. When the terminal is too narrow even so, columns are left out: `whole` ones
     first, then the rest, rightmost first (`--json` always has everything)."""
     shown = list(range(len(columns)))
-    need = lambda i: max(len(c) for c in [columns[i], *(r[i] for r in rows)])  # noqa: E731
     unbroken = {keep, *whole} if keep is not None else set()
+
+    def need(i: int) -> int:
+        return max(len(c) for c in [columns[i], *(r[i] for r in rows)])
+
+    def least(i: int) -> int:  # what a column must get to be shown at all
+        return need(i) if i in unbroken else min(need(i), max(len(columns[i]), _MIN_COLUMN))
+
     if keep is not None:
-        least = lambda i: need(i) if i in unbroken else min(need(i), max(len(columns[i]), _MIN_COLUMN))  # noqa: E731
         while len(shown) > 1 and sum(map(least, shown)) + _GAP * (len(shown) - 1) > stdout.width:
             droppable = [i for i in shown if i in whole] or [i for i in shown if i != keep]
             shown.remove(droppable[-1])
