@@ -45,7 +45,7 @@ def list_(json_: bool = typer.Option(False, "--json")):
     table(["ID", "REPO", "FILE", "QUANT", "SIZE", "ADDED"],
           [[m.id, m.repo or "-", Path(m.path).name + (f" (+{len(m.files) - 1})" if len(m.files) > 1 else ""),
             m.quantization or "-", human_size(m.size), m.created_at[:16].replace("T", " ")]
-           for m in manifests])
+           for m in manifests], keep=0, whole=(1, 2))
 
 
 @app.command("show")
@@ -58,7 +58,7 @@ def show(model_id: str = typer.Argument(..., metavar="ID"),
     """One model: GGUF metadata, template family, tool/reasoning support, paths."""
     from localgw.gguf import read_gguf
 
-    manifest = ModelStore().require(model_id)
+    manifest = _find_model(model_id)
     info = read_gguf(manifest.path)
     if estimate:
         return _show_estimate(manifest, info, ctx, gpu_layers, json_)
@@ -82,6 +82,20 @@ def show(model_id: str = typer.Argument(..., metavar="ID"),
     rows += [("file" if len(manifest.files) == 1 else f"file {i + 1}", f.path)
              for i, f in enumerate(manifest.files)]
     table(["", ""], [list(r) for r in rows])
+
+
+def _find_model(model_id: str):
+    """A registered model, or the embedded default that `serve` serves when the store is empty."""
+    from localgw.defaults import DEFAULT_MODEL_ID, embedded_model_path
+    from localgw.gguf import read_gguf
+    from localgw.store import ModelFile, manifest_from_gguf
+
+    store = ModelStore()
+    path = embedded_model_path() if model_id == DEFAULT_MODEL_ID else None
+    if store.get(model_id) is None and path is not None:
+        return manifest_from_gguf(model_id, read_gguf(path),
+                                  [ModelFile(path=str(path), size=path.stat().st_size)], source="path")
+    return store.require(model_id)
 
 
 def _show_estimate(manifest, info, ctx, gpu_layers, json_) -> None:
@@ -226,7 +240,7 @@ def ps(url: str = typer.Option("http://127.0.0.1:8000", "--url"),
     table(["ID", "MEMORY", "CONTEXT", "GPU LAYERS", "ACTIVE", "UNLOADS IN"],
           [[m["id"], human_size(m.get("memory_bytes")), str(m.get("context_length")),
             str(m.get("gpu_layers", 0)), str(m.get("active_requests", 0)), until(m)]
-           for m in models])
+           for m in models], keep=0)
 
 
 @app.command("pull")
@@ -280,7 +294,7 @@ def catalog(json_: bool = typer.Option(False, "--json")):
                      "family": e.family, "notes": e.notes} for e in CATALOG])
         return
     table(["ID", "GGUF REPO", "Q4_K_M", "NOTES"],
-          [[e.id, e.repos[0], f"{e.q4_k_m_gb:.1f} GB", e.notes] for e in CATALOG])
+          [[e.id, e.repos[0], f"{e.q4_k_m_gb:.1f} GB", e.notes] for e in CATALOG], keep=0, whole=(1,))
 
 
 @app.command("doctor")

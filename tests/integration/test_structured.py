@@ -189,10 +189,10 @@ def test_unknown_named_tool_is_400(tool_server):
 
 def test_tool_schema_the_grammar_cannot_honour_is_400(tool_server):
     bad = {"type": "function", "function": {"name": "f", "parameters": {
-        "type": "object", "properties": {"x": {"type": "number", "maximum": 1.5}}}}}
+        "type": "object", "properties": {"x": {"type": "number", "multipleOf": 0.5}}}}}
     resp = tool_server.post("/v1/chat/completions", json={**tool_body("required"), "tools": [bad]})
     assert resp.status_code == 400
-    assert "'maximum'" in resp.json()["error"]["message"]
+    assert "'multipleOf'" in resp.json()["error"]["message"]
     assert resp.json()["error"]["param"] == "tools[0].function.parameters"
 
 
