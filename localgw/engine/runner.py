@@ -385,4 +385,4 @@ class LlamaRunner:
                 tail += "" if stops.stopped else stops.flush()
                 if tail:
                     out._send(TokenText(index, tail))
-            out._send(ChoiceDone(index, finish, generated))
+            out._send(ChoiceDone(index, finish, generated, stops.matched))
