@@ -292,7 +292,10 @@ class MessageRenderer:
         index, self._open = self._open, None
         block = self.message["content"][index]
         if block["type"] == "tool_use":
-            block["input"] = json.loads(self._json.get(index) or "{}")
+            try:
+                block["input"] = json.loads(self._json.get(index) or "{}")
+            except ValueError:  # a call cut short (max_tokens, a stop sequence): no input
+                block["input"] = {}
         return [("content_block_stop", {"type": "content_block_stop", "index": index})]
 
     def _delta(self, delta: dict) -> Event:
