@@ -1,4 +1,4 @@
-"""The Anthropic Messages API on the chat pipeline: its body → a ChatRequest; chat chunks → events.
+"""The Anthropic Messages API on the chat pipeline: body → ChatRequest; chat chunks → events.
 
 The translation is lossless where the pipeline has the concept: `system` blocks become the system
 message, `tool_use` blocks assistant tool calls, `tool_result` blocks tool messages (an error result

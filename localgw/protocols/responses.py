@@ -1,4 +1,4 @@
-"""The OpenAI Responses API on the chat pipeline: its body → a ChatRequest; chat chunks → events.
+"""The OpenAI Responses API on the chat pipeline: body → ChatRequest; chat chunks → events.
 
 Input items map onto chat messages: `message` items by role, `function_call` items onto the
 assistant turn they follow (parallel calls are one turn), `function_call_output` items onto tool
@@ -164,7 +164,8 @@ class ResponsesRequest(_Body):
             fields["tools"] = [{"type": "function", "function": t.model_dump(
                 exclude_none=True, exclude={"type"})} for t in tools]
         if isinstance(self.tool_choice, NamedTool):
-            fields["tool_choice"] = {"type": "function", "function": {"name": self.tool_choice.name}}
+            fields["tool_choice"] = {"type": "function",
+                                     "function": {"name": self.tool_choice.name}}
         else:
             fields["tool_choice"] = self.tool_choice
         fmt = self.text.format if self.text else None

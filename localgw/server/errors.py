@@ -37,8 +37,8 @@ async def handle_localgw_error(request: Request, exc: LocalgwError) -> JSONRespo
 
 async def handle_http_exception(request: Request, exc: HTTPException) -> JSONResponse:
     if exc.status_code == 405:
-        return error_response(MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}"),
-                              request.url.path)
+        err = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
+        return error_response(err, request.url.path)
     if exc.status_code == 404:
         return error_response(NotFound(f"no such endpoint: {request.method} {request.url.path}"),
                               request.url.path)

@@ -37,7 +37,7 @@ async def messages(request: Request) -> Response:
 
 
 async def count_tokens(request: Request) -> JSONResponse:
-    """The exact prompt length of a Messages request, from the model's own template and tokenizer."""
+    """The exact prompt length of a Messages request: the model's own template and tokenizer."""
     req: anthropic.CountTokensRequest = parse_body(anthropic.CountTokensRequest,
                                                    await _json_body(request))
     chat = req.to_chat()

@@ -152,3 +152,15 @@ def test_errors_and_metrics(server):
         assert resp.status_code == 400 and "unsupported input item" in resp.json()["error"]["message"]
         metrics = http.get("/metrics").text
     assert 'localgw_requests_total{route="/v1/responses",status="200"}' in metrics
+
+
+def test_sdk_stream_helper_accumulates_the_events(client):
+    # The helper wants `response.completed`: a schema-bound reply ends well under the limit.
+    with client.responses.stream(model=MODEL_ID, input="Describe a person as JSON.",
+                                 max_output_tokens=60, temperature=0, text={"format": {
+                                     "type": "json_schema", "name": "person",
+                                     "schema": PERSON}}) as stream:
+        text = "".join(e.delta for e in stream if e.type == "response.output_text.delta")
+        final = stream.get_final_response()
+    assert final.output_text == text and final.id.startswith("resp_")
+    jsonschema.validate(json.loads(text), PERSON)

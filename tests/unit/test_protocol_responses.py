@@ -1,4 +1,4 @@
-"""OpenAI Responses: item translation, chunk → event rendering, the stored-response LRU. No model."""
+"""OpenAI Responses: item translation, chunk → event rendering, the stored responses. No model."""
 
 import json
 
