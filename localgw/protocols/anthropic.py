@@ -290,12 +290,6 @@ class MessageRenderer:
         if self._open is None:
             return []
         index, self._open = self._open, None
-        block = self.message["content"][index]
-        if block["type"] == "tool_use":
-            try:
-                block["input"] = json.loads(self._json.get(index) or "{}")
-            except ValueError:  # a call cut short (max_tokens, a stop sequence): no input
-                block["input"] = {}
         return [("content_block_stop", {"type": "content_block_stop", "index": index})]
 
     def _delta(self, delta: dict) -> Event:
@@ -321,13 +315,21 @@ class MessageRenderer:
                                          "name": fn.get("name") or "", "input": {}})
             self._calls[call["index"]] = self._open
         arguments = fn.get("arguments")
-        if arguments and self._calls.get(call["index"]) == self._open:
-            self._json[self._open] = self._json.get(self._open, "") + arguments
-            events.append(self._delta({"type": "input_json_delta", "partial_json": arguments}))
+        block = self._calls.get(call["index"])
+        if arguments and block is not None:
+            self._json[block] = self._json.get(block, "") + arguments
+            if block == self._open:  # parsers only extend the newest call; never a closed one
+                events.append(self._delta({"type": "input_json_delta",
+                                           "partial_json": arguments}))
         return events
 
     def _finish(self, finish_reason: str, stop_sequence: str | None) -> list[Event]:
         events = self._close_block()
+        for index, text in self._json.items():
+            try:
+                self.message["content"][index]["input"] = json.loads(text or "{}")
+            except ValueError:  # a call cut short (max_tokens, a stop sequence): no input
+                pass
         reason = "stop_sequence" if stop_sequence is not None else STOP_REASONS.get(
             finish_reason, "end_turn")
         self.message.update(stop_reason=reason, stop_sequence=stop_sequence,

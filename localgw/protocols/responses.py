@@ -375,12 +375,14 @@ class ResponseRenderer:
                                       "arguments": "", "status": "in_progress"}, None)
             self._calls[call["index"]] = self._open
         arguments = fn.get("arguments")
-        if arguments and self._calls.get(call["index"]) == self._open:
-            item = self._item()
+        index = self._calls.get(call["index"])
+        if arguments and index is not None:
+            item = self.response["output"][index]
             item["arguments"] += arguments
-            events.append(self._event("response.function_call_arguments.delta",
-                                      item_id=item["id"], output_index=self._open,
-                                      delta=arguments))
+            if index == self._open:  # parsers only extend the newest call; never a closed one
+                events.append(self._event("response.function_call_arguments.delta",
+                                          item_id=item["id"], output_index=index,
+                                          delta=arguments))
         return events
 
     def _finish(self, finish_reason: str) -> list[Event]:
