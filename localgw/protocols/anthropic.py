@@ -14,7 +14,7 @@ import json
 import secrets
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from localgw.chat.requests import ChatRequest, parse_body
 from localgw.chat.responses import Usage
@@ -62,8 +62,20 @@ class RedactedThinkingBlock(_Body):
     data: str = ""
 
 
-Block = Annotated[Union[TextBlock, ToolUseBlock, ToolResultBlock, ThinkingBlock,
-                        RedactedThinkingBlock], Field(discriminator="type")]
+BLOCKS = {"text": TextBlock, "tool_use": ToolUseBlock, "tool_result": ToolResultBlock,
+          "thinking": ThinkingBlock, "redacted_thinking": RedactedThinkingBlock}
+
+
+def _block_kind(value) -> str | None:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return kind if kind in BLOCKS else None
+
+
+Block = Annotated[Union[tuple(Annotated[cls, Tag(kind)] for kind, cls in BLOCKS.items())],
+                  Discriminator(_block_kind, custom_error_type="unsupported_block",
+                                custom_error_message="unsupported content block type: this "
+                                "server reads text, tool_use, tool_result and thinking blocks "
+                                "(text only: no images or documents)")]
 
 
 class Message(_Body):
