@@ -112,7 +112,7 @@ class ToolChoice(_Body):
 
 
 class Thinking(_Body):
-    type: Literal["enabled", "disabled"]
+    type: Literal["enabled", "adaptive", "disabled"]
     budget_tokens: int | None = None
 
 
@@ -138,7 +138,7 @@ class CountTokensRequest(_Body):
             fields["tool_choice"] = _chat_tool_choice(self.tool_choice)
             fields["parallel_tool_calls"] = not self.tool_choice.disable_parallel_tool_use
         if self.thinking is not None:  # the switch templates that think read (Qwen3, SmolLM3…)
-            fields["chat_template_kwargs"] = {"enable_thinking": self.thinking.type == "enabled"}
+            fields["chat_template_kwargs"] = {"enable_thinking": self.thinking.type != "disabled"}
         return fields
 
     def to_chat(self) -> ChatRequest:

@@ -174,8 +174,8 @@ class ResponsesRequest(_Body):
                 "name": fmt.name, "schema": fmt.schema_ or {}, "strict": fmt.strict}}
         elif fmt is not None:
             fields["response_format"] = {"type": fmt.type}
-        if self.reasoning and self.reasoning.effort == "none":
-            fields["chat_template_kwargs"] = {"enable_thinking": False}
+        if self.reasoning and self.reasoning.effort:  # the switch templates that think read
+            fields["chat_template_kwargs"] = {"enable_thinking": self.reasoning.effort != "none"}
         fields = {k: v for k, v in fields.items() if v is not None}
         return parse_body(ChatRequest, json.dumps(fields).encode())
 
