@@ -18,11 +18,12 @@ from localgw.protocols import anthropic
 log = logging.getLogger("localgw.server")
 
 
-ANTHROPIC_PATHS = ("/v1/messages",)
+def _anthropic_path(path: str) -> bool:
+    return path == "/v1/messages" or path.startswith("/v1/messages/")
 
 
 def error_body(exc: LocalgwError, path: str = "") -> dict:
-    if path.startswith(ANTHROPIC_PATHS):
+    if _anthropic_path(path):
         return anthropic.error_body(exc)
     return exc.to_dict()
 
