@@ -4,7 +4,8 @@ Input items map onto chat messages: `message` items by role, `function_call` ite
 assistant turn they follow (parallel calls are one turn), `function_call_output` items onto tool
 messages, `reasoning` items onto the next assistant turn's `reasoning_content`. Responses are kept
 in memory (a bounded LRU) as the item list they add up to, so `previous_response_id` is
-"those items, then these". Built-in tools of other types (web search and the like) cannot run
+"those items, then these" (as in OpenAI's API, the earlier `instructions` are not carried over).
+Built-in tools of other types (web search and the like) cannot run
 here and are left out.
 """
 
@@ -154,6 +155,9 @@ class ResponsesRequest(_Body):
 
     def to_chat(self, items: list) -> ChatRequest:
         """The chat request for this request's instructions and settings over `items`."""
+        if not items and not self.instructions:
+            raise InvalidRequest("'input' is empty: send a string or at least one item",
+                                 param="input")
         fields: dict[str, Any] = {
             "model": self.model, "messages": chat_messages(self.instructions, items),
             "max_tokens": self.max_output_tokens, "temperature": self.temperature,

@@ -67,6 +67,8 @@ def test_unsupported_items_and_unnamed_function_tools_are_400s():
         request(input=[{"type": "computer_call", "id": "x"}])
     with pytest.raises(InvalidRequest, match="name"):
         chat(request(tools=[{"type": "function"}]))
+    with pytest.raises(InvalidRequest, match="'input' is empty"):
+        chat(request(input=[]))
 
 
 def chunk(delta=None, finish=None):
