@@ -627,7 +627,8 @@ class LlamaRunner:
                 tail += "" if task.stops.stopped else task.stops.flush()
                 if tail:
                     events.append((job.out, TokenText(task.index, tail)))
-            events.append((job.out, ChoiceDone(task.index, finish, task.generated)))
+            events.append((job.out, ChoiceDone(task.index, finish, task.generated,
+                                               task.stops.matched)))
         task.sampler.close()
         task.slot.task = None
         task.slot.last_used = time.monotonic()

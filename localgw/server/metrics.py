@@ -7,7 +7,8 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST
 
-ROUTES = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics"}
+ROUTES = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics",
+          "/v1/messages", "/v1/messages/count_tokens", "/v1/responses"}
 
 
 class Metrics:
