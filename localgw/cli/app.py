@@ -136,6 +136,9 @@ def serve(
     insecure: bool = typer.Option(False, "--insecure", help="allow a non-loopback bind without a key"),
     reasoning_field: str = typer.Option("both", "--reasoning-field",
                                         help="where thinking goes: reasoning_content, reasoning or both"),
+    limit: list[str] = typer.Option([], "--limit", metavar="NAME=N",
+                                    help="raise a per-request limit, e.g. max_messages=10000 "
+                                         "(repeatable; see README: Limits)"),
 ):
     """Run the OpenAI-compatible API server."""
     from localgw.cli.serve import run_server
@@ -148,8 +151,17 @@ def serve(
         models=model, api_key=api_key or None, insecure=insecure,
         load=LoadOptions(n_ctx=ctx, n_threads=threads, n_gpu_layers=gpu_layers, max_queue=max_queue),
         max_loaded=max_loaded, keep_alive=_keep_alive(keep_alive), max_body_bytes=max_body,
-        chat_template=_read_template(chat_template), reasoning_field=_reasoning_field(reasoning_field))
+        chat_template=_read_template(chat_template), reasoning_field=_reasoning_field(reasoning_field),
+        limits=_limits(limit))
     run_server(settings)
+
+
+def _limits(pairs: list[str]):
+    from localgw.server.limits import Limits
+    try:
+        return Limits().with_overrides(pairs)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--limit") from None
 
 
 def _keep_alive(value: str) -> float | None:

@@ -15,9 +15,12 @@ from localgw.engine.manager import ModelManager
 from localgw.errors import LocalgwError
 from localgw.server import routes
 from localgw.server.errors import handle_http_exception, handle_localgw_error, handle_unexpected
+from localgw.server.limits import PreparePool
 from localgw.server.metrics import Metrics, MetricsMiddleware
 from localgw.server.middleware import APIKeyMiddleware, BodyLimitMiddleware, RequestIDMiddleware
+from localgw.server.openapi import openapi_route
 from localgw.server.settings import ServerSettings
+from localgw.server.streaming import ClientGone
 from localgw.store import ModelStore
 
 log = logging.getLogger("localgw.server")
@@ -40,6 +43,7 @@ def create_app(settings: ServerSettings, manager: ModelManager | None = None) ->
         finally:
             log.info("shutting down: cancelling work and freeing models")
             await manager.close()
+            app.state.prepare_pool.close()
 
     app = Starlette(
         routes=[
@@ -49,6 +53,7 @@ def create_app(settings: ServerSettings, manager: ModelManager | None = None) ->
             Route("/v1/models/{model_id:path}", routes.get_model),
             Route("/v1/chat/completions", routes.chat_completions, methods=["POST"]),
             Route("/v1/completions", routes.completions, methods=["POST"]),
+            Route("/openapi.json", openapi_route),
         ],
         middleware=[
             Middleware(RequestIDMiddleware),
@@ -61,10 +66,12 @@ def create_app(settings: ServerSettings, manager: ModelManager | None = None) ->
         ],
         exception_handlers={LocalgwError: handle_localgw_error,
                             HTTPException: handle_http_exception,
+                            ClientGone: routes.client_gone,
                             Exception: handle_unexpected},
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.manager = manager
     app.state.metrics = state["metrics"] = Metrics(manager)
+    app.state.prepare_pool = PreparePool(settings.limits.prepare_threads)
     return app

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
-from typing import AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import anyio
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -19,6 +22,7 @@ from localgw.chat.template import CHATML_TEMPLATE
 from localgw.engine.schema_grammar import JsonSchemaConverter
 from localgw.engine.types import JobFailed, TokenText
 from localgw.errors import InvalidRequest, LocalgwError
+from localgw.server.limits import SMALL_BODY, PreparePool, check_prompt_chars, check_stop
 from localgw.server.metrics import RequestTimer
 from localgw.server.streaming import ClientGone, EventStreamResponse, run_until_disconnect
 
@@ -95,6 +99,29 @@ async def _json_body(request: Request) -> bytes:
     return await request.body()
 
 
+async def client_gone(request: Request, exc: Exception) -> Response:
+    """The client left while its request was prepared or waited for its model: no bug, no reader."""
+    return Response(status_code=499)
+
+
+def _pool(request: Request) -> PreparePool:
+    return request.app.state.prepare_pool
+
+
+def _parse_in_thread(model, body: bytes, limits, stop: threading.Event):
+    return parse_body(model, body, limits)
+
+
+async def parse_request(request: Request, model: type):
+    """Read and validate the JSON body: a big one off the event loop, dropped if the client leaves."""
+    body = await _json_body(request)
+    limits = request.app.state.settings.limits
+    if len(body) < SMALL_BODY:
+        return parse_body(model, body, limits)
+    return await run_until_disconnect(
+        request.receive, lambda: _pool(request).run(_parse_in_thread, model, body, limits))
+
+
 async def _events(generation, timer: RequestTimer) -> AsyncIterator:
     async for event in generation:
         if isinstance(event, JobFailed):
@@ -167,24 +194,66 @@ def prepare_prompt(runner, req: ChatRequest, settings) -> tuple[PreparedChat, li
     return prepared, runner.prompt_tokens(prepared.prompt)
 
 
+def _prepare_in_thread(runner, req: ChatRequest, settings,
+                       stop: threading.Event) -> tuple[PreparedChat, list[int]]:
+    """Everything before decoding, cheapest check first; stops between steps if the client left."""
+    check_prompt_chars([m.text() or "" for m in req.messages], runner)
+    check_stop(stop)
+    prepared, tokens = prepare_prompt(runner, req, settings)
+    check_stop(stop)
+    runner.check_prompt(tokens)
+    check_grammar = getattr(runner, "check_grammar", None)
+    if prepared.grammar and check_grammar is not None:
+        check_grammar(prepared.grammar)  # compiled once per grammar; submit() then finds it known
+    return prepared, tokens
+
+
+@dataclass
+class _Held:
+    """What a request holds while it is being prepared, to give back if it never starts."""
+
+    entry: Any = None
+    generation: Any = None
+
+    async def give_back(self, manager) -> None:
+        with anyio.CancelScope(shield=True):
+            if self.generation is not None:
+                self.generation.cancel()
+            if self.entry is not None:
+                await manager.release(self.entry)
+
+
 async def start_chat(request: Request, req: ChatRequest) -> ChatCall:
-    """Check, render and submit a chat request: the one pipeline behind every chat front door."""
-    check_conversation(req.messages)
-    check_tool_choice(req)
+    """Check, render and submit a chat request: the one pipeline behind every chat front door.
+
+    Rendering, tokenizing and grammar work run in the preparation pool; the wait for the model
+    (a load, a full queue) and the preparation end at once if the client disconnects (ClientGone),
+    and whatever was taken (the model, a queued job) is given back.
+    """
     app = request.app
     settings = app.state.settings
     manager = app.state.manager
+    settings.limits.check_chat(req)
+    check_conversation(req.messages)
+    check_tool_choice(req)
     request.state.timer = timer = RequestTimer()
-    entry = await manager.acquire(req.model)
-    try:
-        runner = entry.runner
-        prepared, tokens = prepare_prompt(runner, req, settings)
+    held = _Held()
+
+    async def prepare() -> PreparedChat:
+        held.entry = await manager.acquire(req.model)
+        runner = held.entry.runner
+        prepared, tokens = await _pool(request).run(_prepare_in_thread, runner, req, settings)
         params = sampling_params(req, logprobs=req.logprobs, top_logprobs=req.top_logprobs or 0,
                                  grammar=prepared.grammar)
-        generation = runner.submit(tokens, params, n=req.n, preserve=prepared.preserve)
+        held.generation = runner.submit(tokens, params, n=req.n, preserve=prepared.preserve)
+        return prepared
+
+    try:
+        prepared = await run_until_disconnect(request.receive, prepare)
     except BaseException:
-        await manager.release(entry)
+        await held.give_back(manager)
         raise
+    entry, generation = held.entry, held.generation
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
     chunker = ChatChunker(model=req.model, new_output=prepared.new_output,
                           include_usage=include_usage)
@@ -201,7 +270,7 @@ async def start_chat(request: Request, req: ChatRequest) -> ChatCall:
 
 
 async def chat_completions(request: Request) -> Response:
-    req: ChatRequest = parse_body(ChatRequest, await _json_body(request))
+    req: ChatRequest = await parse_request(request, ChatRequest)
     call = await start_chat(request, req)
     return await respond(request, chunks=call.chunks, close=call.close, stream=req.stream,
                          collect=lambda items: collect_chat(items, call.usage)
@@ -218,22 +287,39 @@ class _CurrentGeneration:
             self.generation.cancel()
 
 
+def _tokenize_prompts(runner, prompts: list[str], stop: threading.Event) -> list[list[int]]:
+    token_lists = []
+    for prompt in prompts:
+        check_prompt_chars([prompt], runner, param="prompt")
+        check_stop(stop)
+        tokens = runner.prompt_tokens(prompt)
+        runner.check_prompt(tokens)
+        token_lists.append(tokens)
+    return token_lists
+
+
 async def completions(request: Request) -> Response:
-    req: CompletionRequest = parse_body(CompletionRequest, await _json_body(request))
+    req: CompletionRequest = await parse_request(request, CompletionRequest)
     app = request.app
     manager = app.state.manager
+    app.state.settings.limits.check_count("max_prompts", "the number of prompts",
+                                          len(req.prompts), "prompt")
     request.state.timer = timer = RequestTimer()
-    entry = await manager.acquire(req.model)
-    runner = entry.runner
     params = sampling_params(req, logprobs=req.logprobs is not None,
                              top_logprobs=req.logprobs or 0)
+    held = _Held()
+
+    async def prepare() -> list[list[int]]:
+        held.entry = await manager.acquire(req.model)
+        return await _pool(request).run(_tokenize_prompts, held.entry.runner, req.prompts)
+
     try:
-        token_lists = [runner.prompt_tokens(p) for p in req.prompts]
-        for tokens in token_lists:
-            runner.check_prompt(tokens)
+        token_lists = await run_until_disconnect(request.receive, prepare)
     except BaseException:
-        await manager.release(entry)
+        await held.give_back(manager)
         raise
+    entry = held.entry
+    runner = entry.runner
     usage = Usage()
     base = TextChunker(model=req.model, usage=usage)
     current = _CurrentGeneration()

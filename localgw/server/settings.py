@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from localgw.engine.types import LoadOptions
+from localgw.server.limits import Limits
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
@@ -24,6 +25,7 @@ class ServerSettings:
     cors_origins: list[str] = field(default_factory=list)  # beyond localhost
     chat_template: str | None = None  # a template text overriding every model's own
     reasoning_field: str = "both"     # reasoning_content | reasoning | both
+    limits: Limits = field(default_factory=Limits)  # per-request bounds (serve --limit NAME=N)
 
     @property
     def is_loopback(self) -> bool:
