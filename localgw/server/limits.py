@@ -15,6 +15,7 @@ flood of big requests queues rather than starving the server.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -178,6 +179,57 @@ def check_prompt_chars(texts: list[str], runner, param: str = "messages") -> Non
             f"{chars} characters, which is at least {at_least} tokens (no token of this model is "
             f"longer than {longest} characters). Shorten the prompt or start the server with a "
             "larger --ctx.", param=param)
+
+
+# Prompts longer than this are tokenized in pieces first, so that an absurd one stops early.
+TOKENIZE_PIECE = 32 * 1024
+
+
+_LINE_START = re.compile(r"\n(?=\S)")
+SLACK_PER_CUT = 8  # tokens a cut may add where a tokenizer would have merged across it
+
+
+def _pieces(text: str, size: int) -> list[str]:
+    """Pieces of about `size` characters, cut before a line that starts with a non-space (a
+    boundary BPE pre-tokenizers keep) or, with no such line near, anywhere."""
+    out, start = [], 0
+    while len(text) - start > size:
+        found = _LINE_START.search(text, start + size - 1, start + 2 * size)
+        cut = found.end() if found else start + size
+        out.append(text[start:cut])
+        start = cut
+    out.append(text[start:])
+    return out
+
+
+def bounded_prompt_tokens(runner, prompt: str, stop: threading.Event | None = None,
+                          param: str = "messages") -> list[int]:
+    """The prompt's tokens, refusing early a prompt that surely exceeds the context.
+
+    llama.cpp's tokenizer is slow on text with many special tokens (a conversation of 100,000
+    messages took minutes), so a long prompt is first counted piece by piece, stopping once the
+    count is past the context. Pieces are cut where tokens rarely span (see `_pieces`); allowing
+    SLACK_PER_CUT tokens per cut, the count is a lower bound of the whole prompt's.
+    """
+    n_ctx = getattr(runner, "n_ctx", None)
+    if n_ctx and len(prompt) > TOKENIZE_PIECE:
+        counted = 0
+        pieces = _pieces(prompt, TOKENIZE_PIECE)
+        for i, piece in enumerate(pieces):
+            if stop is not None:
+                check_stop(stop)
+            counted += len(runner.tokenize(piece))
+            at_least = counted - SLACK_PER_CUT * i
+            if at_least >= n_ctx:
+                raise ContextLengthExceeded(
+                    f"This model's maximum context length is {n_ctx} tokens. However, your "
+                    f"prompt is at least {at_least} tokens (counted up to character "
+                    f"{sum(len(p) for p in pieces[:i + 1])} of {len(prompt)}), which leaves no "
+                    "room for a reply. Shorten the prompt or start the server with a larger --ctx.",
+                    param=param)
+    if stop is not None:
+        check_stop(stop)
+    return runner.prompt_tokens(prompt)
 
 
 # ---- the preparation pool -----------------------------------------------------------------------

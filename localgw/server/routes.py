@@ -22,7 +22,8 @@ from localgw.chat.template import CHATML_TEMPLATE
 from localgw.engine.schema_grammar import JsonSchemaConverter
 from localgw.engine.types import JobFailed, TokenText
 from localgw.errors import InvalidRequest, LocalgwError
-from localgw.server.limits import SMALL_BODY, PreparePool, check_prompt_chars, check_stop
+from localgw.server.limits import (SMALL_BODY, PreparePool, bounded_prompt_tokens,
+                                   check_prompt_chars, check_stop)
 from localgw.server.metrics import RequestTimer
 from localgw.server.streaming import ClientGone, EventStreamResponse, run_until_disconnect
 
@@ -108,6 +109,18 @@ def _pool(request: Request) -> PreparePool:
     return request.app.state.prepare_pool
 
 
+async def _unless_client_leaves(request: Request, work: Callable[[], Awaitable]):
+    """`work()`, cancelled with ClientGone if the client disconnects; its own error unwrapped
+    from the task group's exception group, so a 400 stays a 400."""
+    try:
+        return await run_until_disconnect(request.receive, work)
+    except Exception as exc:
+        inner = getattr(exc, "exceptions", None)  # an ExceptionGroup of one
+        if inner and len(inner) == 1:
+            raise inner[0] from None
+        raise
+
+
 def _parse_in_thread(model, body: bytes, limits, stop: threading.Event):
     return parse_body(model, body, limits)
 
@@ -118,8 +131,8 @@ async def parse_request(request: Request, model: type):
     limits = request.app.state.settings.limits
     if len(body) < SMALL_BODY:
         return parse_body(model, body, limits)
-    return await run_until_disconnect(
-        request.receive, lambda: _pool(request).run(_parse_in_thread, model, body, limits))
+    return await _unless_client_leaves(
+        request, lambda: _pool(request).run(_parse_in_thread, model, body, limits))
 
 
 async def _events(generation, timer: RequestTimer) -> AsyncIterator:
@@ -184,14 +197,18 @@ async def _gather(chunks: AsyncIterator[dict]) -> list[dict]:
     return [chunk async for chunk in chunks]
 
 
-def prepare_prompt(runner, req: ChatRequest, settings) -> tuple[PreparedChat, list[int]]:
-    """Render the request with the model's template and tokenize it (CPU work, no decoding)."""
+def _render(runner, req: ChatRequest, settings) -> PreparedChat:
     template = (settings.chat_template or runner.metadata.get("tokenizer.chat_template")
                 or CHATML_TEMPLATE)
-    prepared = prepare_chat(req, template, factory=JsonSchemaConverter,
-                            bos_token=runner.bos_text, eos_token=runner.eos_text,
-                            reasoning_fields=REASONING_FIELDS[settings.reasoning_field])
-    return prepared, runner.prompt_tokens(prepared.prompt)
+    return prepare_chat(req, template, factory=JsonSchemaConverter,
+                        bos_token=runner.bos_text, eos_token=runner.eos_text,
+                        reasoning_fields=REASONING_FIELDS[settings.reasoning_field])
+
+
+def prepare_prompt(runner, req: ChatRequest, settings) -> tuple[PreparedChat, list[int]]:
+    """Render the request with the model's template and tokenize it (CPU work, no decoding)."""
+    prepared = _render(runner, req, settings)
+    return prepared, bounded_prompt_tokens(runner, prepared.prompt)
 
 
 def _prepare_in_thread(runner, req: ChatRequest, settings,
@@ -199,7 +216,8 @@ def _prepare_in_thread(runner, req: ChatRequest, settings,
     """Everything before decoding, cheapest check first; stops between steps if the client left."""
     check_prompt_chars([m.text() or "" for m in req.messages], runner)
     check_stop(stop)
-    prepared, tokens = prepare_prompt(runner, req, settings)
+    prepared = _render(runner, req, settings)
+    tokens = bounded_prompt_tokens(runner, prepared.prompt, stop)
     check_stop(stop)
     runner.check_prompt(tokens)
     check_grammar = getattr(runner, "check_grammar", None)
@@ -249,7 +267,7 @@ async def start_chat(request: Request, req: ChatRequest) -> ChatCall:
         return prepared
 
     try:
-        prepared = await run_until_disconnect(request.receive, prepare)
+        prepared = await _unless_client_leaves(request, prepare)
     except BaseException:
         await held.give_back(manager)
         raise
@@ -291,8 +309,7 @@ def _tokenize_prompts(runner, prompts: list[str], stop: threading.Event) -> list
     token_lists = []
     for prompt in prompts:
         check_prompt_chars([prompt], runner, param="prompt")
-        check_stop(stop)
-        tokens = runner.prompt_tokens(prompt)
+        tokens = bounded_prompt_tokens(runner, prompt, stop, param="prompt")
         runner.check_prompt(tokens)
         token_lists.append(tokens)
     return token_lists
@@ -314,7 +331,7 @@ async def completions(request: Request) -> Response:
         return await _pool(request).run(_tokenize_prompts, held.entry.runner, req.prompts)
 
     try:
-        token_lists = await run_until_disconnect(request.receive, prepare)
+        token_lists = await _unless_client_leaves(request, prepare)
     except BaseException:
         await held.give_back(manager)
         raise

@@ -10,7 +10,8 @@ import pytest
 
 from localgw.chat.requests import ChatRequest, CompletionRequest, parse_body
 from localgw.errors import ContextLengthExceeded, InvalidRequest
-from localgw.server.limits import (Cancelled, Limits, PreparePool, check_prompt_chars, json_depth,
+from localgw.server.limits import (Cancelled, Limits, PreparePool, _pieces, bounded_prompt_tokens,
+                                   check_prompt_chars, json_depth,
                                    longest_token_chars)
 
 LIMITS = Limits()
@@ -137,3 +138,38 @@ async def test_pool_stops_work_between_steps_when_the_caller_is_cancelled():
     assert await asyncio.wait_for(pool.run(lambda stop: "next"), 2) == "next"
     assert len(finished) < 20
     pool.close()
+
+
+class WordRunner:
+    """Tokenizes by words: enough to show the early refusal and the exact count."""
+
+    n_ctx = 1000
+
+    def __init__(self):
+        self.calls = []
+
+    def tokenize(self, text: str) -> list[int]:
+        self.calls.append(len(text))
+        return [0] * len(text.split())
+
+    def prompt_tokens(self, text: str) -> list[int]:
+        return self.tokenize(text)
+
+
+def test_pieces_cut_before_a_line_and_lose_nothing():
+    text = "".join(f"line {i}\n" for i in range(20_000))
+    pieces = _pieces(text, 1000)
+    assert "".join(pieces) == text and len(pieces) > 100
+    assert all(p.endswith("\n") for p in pieces[:-1])
+    assert "".join(_pieces("x" * 5000, 1000)) == "x" * 5000
+
+
+def test_a_long_prompt_is_refused_after_counting_only_part_of_it():
+    runner = WordRunner()
+    prompt = "w\n" * 2_000_000
+    with pytest.raises(ContextLengthExceeded) as info:
+        bounded_prompt_tokens(runner, prompt)
+    assert "at least" in info.value.message
+    assert sum(runner.calls) < len(prompt) / 10  # stopped early, never tokenized it whole
+    fits = "w\n" * 400
+    assert len(bounded_prompt_tokens(WordRunner(), fits)) == 400
