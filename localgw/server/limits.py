@@ -229,7 +229,16 @@ def bounded_prompt_tokens(runner, prompt: str, stop: threading.Event | None = No
                     param=param)
     if stop is not None:
         check_stop(stop)
-    return runner.prompt_tokens(prompt)
+    tokens = runner.prompt_tokens(prompt)
+    if not tokens:
+        # Decoding nothing aborts llama.cpp (found by the fuzz test: `"prompt": ""` killed the
+        # server). Like the hosted APIs, generate from the start-of-text token when there is one.
+        bos = getattr(runner, "bos_text", "")
+        tokens = runner.tokenize(bos) if bos else []
+        if not tokens:
+            raise InvalidRequest("the prompt is empty, and this model has no start-of-text token "
+                                 "to begin from; send some text", param=param)
+    return tokens
 
 
 # ---- the preparation pool -----------------------------------------------------------------------

@@ -209,3 +209,16 @@ def test_a_client_that_leaves_while_its_model_loads_is_let_go_at_once(roomy_serv
         stream.join(30)
     assert wait_until(lambda: all(m["active_requests"] == 0
                                   for m in httpx.get(url + "/health").json()["models"]), timeout=30)
+
+
+@pytest.mark.parametrize("path,body", [
+    # Found by the fuzz test: decoding an empty prompt aborted llama.cpp and killed the server.
+    ("/v1/completions", {"model": MODEL_ID, "prompt": "", "max_tokens": 2}),
+    ("/v1/completions", {"model": MODEL_ID, "prompt": ["", "x"], "max_tokens": 2}),
+])
+def test_an_empty_prompt_is_answered_and_the_server_lives(server, path, body):
+    resp = post(server.url, path, body)
+    assert resp.status_code in (200, 400), resp.text[:300]
+    if resp.status_code == 400:
+        assert "empty" in resp.json()["error"]["message"]
+    assert httpx.get(server.url + "/health").status_code == 200

@@ -173,3 +173,12 @@ def test_a_long_prompt_is_refused_after_counting_only_part_of_it():
     assert sum(runner.calls) < len(prompt) / 10  # stopped early, never tokenized it whole
     fits = "w\n" * 400
     assert len(bounded_prompt_tokens(WordRunner(), fits)) == 400
+
+
+def test_an_empty_prompt_starts_from_the_bos_token_or_is_a_400():
+    class Bos(WordRunner):
+        bos_text = "<s>"
+    assert bounded_prompt_tokens(Bos(), "") == [0]
+    with pytest.raises(InvalidRequest) as info:
+        bounded_prompt_tokens(WordRunner(), "", param="prompt")
+    assert info.value.param == "prompt" and "empty" in info.value.message
