@@ -69,11 +69,11 @@ class Client(threading.Thread):
     def __init__(self, url: str, deadline: float, seed: int, stats, flip: float):
         super().__init__(daemon=True)
         self.url, self.deadline, self.rng, self.stats = url, deadline, random.Random(seed), stats
-        self.flip, self.start = flip, time.monotonic()
+        self.flip, self.began = flip, time.monotonic()
 
     def model(self) -> str:
         """All clients move to the other model every `flip` seconds: each move evicts one."""
-        return MODELS[int((time.monotonic() - self.start) / self.flip) % 2]
+        return MODELS[int((time.monotonic() - self.began) / self.flip) % 2]
 
     def run(self):
         kinds = [self.stream, self.non_stream, self.cancel_stream, self.cancel_request, self.bad,
