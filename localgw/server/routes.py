@@ -46,7 +46,8 @@ def supported_features(manifest, template_override: str | None = None) -> list[s
     return features + ["logprobs"]
 
 
-def model_object(manifest, loaded=None, template_override: str | None = None) -> dict:
+def model_object(manifest, loaded=None, template_override: str | None = None,
+                 default_sampling: dict | None = None, max_output: int | None = None) -> dict:
     n_ctx = loaded.runner.n_ctx if loaded else manifest.context_length
     features = supported_features(manifest, template_override)
     return {
@@ -54,12 +55,14 @@ def model_object(manifest, loaded=None, template_override: str | None = None) ->
         "created": int(time.mktime(time.strptime(manifest.created_at[:19], "%Y-%m-%dT%H:%M:%S")))
         if manifest.created_at else 0,
         "owned_by": manifest.id.split("/")[0] if "/" in manifest.id else "local",
-        "context_length": n_ctx, "max_output_length": n_ctx,
+        "context_length": n_ctx,
+        "max_output_length": min(max_output, n_ctx) if max_output and n_ctx else n_ctx,
         "quantization": manifest.quantization,
         "hugging_face_id": manifest.hugging_face_id or (manifest.id if "/" in manifest.id else None),
         "input_modalities": ["text"], "output_modalities": ["text"],
         "supported_sampling_parameters": SAMPLING_PARAMETERS,
         "supported_features": features,
+        "default_sampling": default_sampling or {},
         "size": manifest.size, "loaded": loaded is not None,
     }
 
@@ -67,7 +70,10 @@ def model_object(manifest, loaded=None, template_override: str | None = None) ->
 async def list_models(request: Request) -> JSONResponse:
     manager = request.app.state.manager
     override = request.app.state.settings.chat_template
-    data = [model_object(m, manager.loaded.get(m.id), override) for m in manager.manifests()]
+    max_output = request.app.state.settings.max_output
+    data = [model_object(m, manager.loaded.get(m.id), override,
+                         manager.default_sampling(m).values, max_output)
+            for m in manager.manifests()]
     return JSONResponse({"object": "list", "data": data})
 
 
@@ -75,7 +81,9 @@ async def get_model(request: Request) -> JSONResponse:
     manager = request.app.state.manager
     manifest = manager.manifest(request.path_params["model_id"])
     return JSONResponse(model_object(manifest, manager.loaded.get(manifest.id),
-                                     request.app.state.settings.chat_template))
+                                     request.app.state.settings.chat_template,
+                                     manager.default_sampling(manifest).values,
+                                     request.app.state.settings.max_output))
 
 
 async def health(request: Request) -> JSONResponse:
@@ -261,8 +269,11 @@ async def start_chat(request: Request, req: ChatRequest) -> ChatCall:
         held.entry = await manager.acquire(req.model)
         runner = held.entry.runner
         prepared, tokens = await _pool(request).run(_prepare_in_thread, runner, req, settings)
+        thinking = (req.chat_template_kwargs or {}).get("enable_thinking") is not False
         params = sampling_params(req, logprobs=req.logprobs, top_logprobs=req.top_logprobs or 0,
-                                 grammar=prepared.grammar)
+                                 grammar=prepared.grammar, max_output=settings.max_output,
+                                 defaults=manager.default_sampling(held.entry.manifest,
+                                                                   thinking=thinking))
         held.generation = runner.submit(tokens, params, n=req.n, preserve=prepared.preserve)
         return prepared
 
@@ -322,16 +333,18 @@ async def completions(request: Request) -> Response:
     app.state.settings.limits.check_count("max_prompts", "the number of prompts",
                                           len(req.prompts), "prompt")
     request.state.timer = timer = RequestTimer()
-    params = sampling_params(req, logprobs=req.logprobs is not None,
-                             top_logprobs=req.logprobs or 0)
     held = _Held()
 
-    async def prepare() -> list[list[int]]:
+    async def prepare():
         held.entry = await manager.acquire(req.model)
-        return await _pool(request).run(_tokenize_prompts, held.entry.runner, req.prompts)
+        token_lists = await _pool(request).run(_tokenize_prompts, held.entry.runner, req.prompts)
+        params = sampling_params(req, logprobs=req.logprobs is not None,
+                                 top_logprobs=req.logprobs or 0,
+                                 defaults=manager.default_sampling(held.entry.manifest))
+        return token_lists, params
 
     try:
-        token_lists = await _unless_client_leaves(request, prepare)
+        token_lists, params = await _unless_client_leaves(request, prepare)
     except BaseException:
         await held.give_back(manager)
         raise
