@@ -151,6 +151,23 @@ async def _events(generation, timer: RequestTimer) -> AsyncIterator:
         if isinstance(event, TokenText):
             timer.token()
         yield event
+    generation.ended = True  # read by _until_stopped
+
+
+STOP_WAIT = 5.0  # seconds a cancelled job may take to leave its slot before the model is let go
+
+
+async def _until_stopped(generation) -> None:
+    """Wait for a cancelled generation's end, so the model is idle when it is released: a model
+    waiting to be loaded in its place (max_loaded) looks for exactly that when woken by release,
+    and found it busy when a cancelled job still held a slot for one more step (the soak test
+    saw that wait run into the 120 s load timeout)."""
+    generation = getattr(generation, "generation", generation)  # a prompt list's current one
+    if generation is None or getattr(generation, "ended", False):
+        return
+    with anyio.move_on_after(STOP_WAIT):
+        async for _ in generation:
+            pass
 
 
 @dataclass
@@ -183,7 +200,10 @@ def _closer(request: Request, entry, generation, usage: Usage, keep_alive="defau
         closed = True
         generation.cancel()
         timer.record(app.state.metrics, usage)
-        await app.state.manager.release(entry, keep_alive)
+        try:
+            await _until_stopped(generation)
+        finally:
+            await app.state.manager.release(entry, keep_alive)
     return close
 
 
@@ -245,6 +265,7 @@ class _Held:
         with anyio.CancelScope(shield=True):
             if self.generation is not None:
                 self.generation.cancel()
+                await _until_stopped(self.generation)
             if self.entry is not None:
                 await manager.release(self.entry)
 
