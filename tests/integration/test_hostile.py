@@ -207,6 +207,12 @@ def test_a_client_that_leaves_while_its_model_loads_is_let_go_at_once(roomy_serv
     finally:
         stream.done.set()
         stream.join(30)
+    # The stream's client has left: its model is idle, so the load the waiter started goes ahead
+    # (it once waited for a wake-up that never came, into the 120 s load timeout).
+    start = time.perf_counter()
+    resp = post(url, "/v1/chat/completions", dict(chat(max_tokens=2), model=HUB_STYLE_ID))
+    assert resp.status_code == 200, resp.text[:300]
+    assert time.perf_counter() - start < 30
     assert wait_until(lambda: all(m["active_requests"] == 0
                                   for m in httpx.get(url + "/health").json()["models"]), timeout=30)
 
