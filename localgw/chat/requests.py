@@ -244,8 +244,8 @@ def parse_body(model: type[_Body], body: bytes, limits: BodyLimits | None = None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
     if limits is not None:
+        limits.check_raw(data)  # list lengths first: cheaper than walking the whole body
         limits.check_depth(data)
-        limits.check_raw(data)
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:

@@ -129,15 +129,16 @@ class Limits:
 
 def json_depth(data: Any, stop_at: int | None = None) -> int:
     """Nesting depth of parsed JSON (a scalar is 0), without recursion; stops early at `stop_at`."""
-    deepest, stack = 0, [(data, 1)]
+    containers = (dict, list)
+    deepest, stack = 0, [(data, 1)] if isinstance(data, containers) else []
     while stack:
         node, depth = stack.pop()
-        if isinstance(node, (dict, list)):
-            deepest = max(deepest, depth)
+        if depth > deepest:
+            deepest = depth
             if stop_at is not None and deepest >= stop_at:
                 return deepest
-            stack.extend((child, depth + 1) for child in
-                         (node.values() if isinstance(node, dict) else node))
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, containers))
     return deepest
 
 
