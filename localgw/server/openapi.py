@@ -1,9 +1,9 @@
 """`GET /openapi.json`: an OpenAPI 3.1 description of every route, generated from the request models.
 
 The request bodies are the pydantic models' own JSON schemas (what the server validates is what
-the document says); responses are described loosely, errors by the one OpenAI error shape. Front
-doors whose request models live elsewhere register them in `REQUEST_BODIES`; until they do, their
-body is described as an object.
+the document says); responses are described loosely, errors by their shape (`error.message` and
+`error.type`: OpenAI's, and Anthropic's on /v1/messages, which adds `"type": "error"`). A new
+front door registers its request model in `REQUEST_BODIES`; None describes the body as an object.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from localgw.chat.requests import ChatRequest, CompletionRequest
+from localgw.protocols.anthropic import CountTokensRequest, MessagesRequest
+from localgw.protocols.responses import ResponsesRequest
 
 # path → (summary, request model or None for "an object"); the POST routes of api.md.
 REQUEST_BODIES: dict[str, tuple[str, type[BaseModel] | None]] = {
@@ -23,10 +25,10 @@ REQUEST_BODIES: dict[str, tuple[str, type[BaseModel] | None]] = {
                              ChatRequest),
     "/v1/completions": ("Text completion (legacy): a prompt string or array of strings",
                         CompletionRequest),
-    "/v1/messages": ("Anthropic Messages API (JSON, or SSE with stream: true)", None),
+    "/v1/messages": ("Anthropic Messages API (JSON, or SSE with stream: true)", MessagesRequest),
     "/v1/messages/count_tokens": ("Anthropic token count with the model's tokenizer and template",
-                                  None),
-    "/v1/responses": ("OpenAI Responses API (JSON, or SSE with stream: true)", None),
+                                  CountTokensRequest),
+    "/v1/responses": ("OpenAI Responses API (JSON, or SSE with stream: true)", ResponsesRequest),
 }
 
 GET_ROUTES = {
