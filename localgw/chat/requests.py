@@ -256,11 +256,15 @@ def parse_body(model: type[_Body], body: bytes, limits: BodyLimits | None = None
             raise InvalidRequest(f"missing required parameter '{param}'", param=param) from None
         if err["type"] == "model_type" and not err["loc"]:
             raise InvalidRequest("the request body must be a JSON object") from None
+        if err["type"] == "json_invalid":  # e.g. a lone surrogate escape, which json.loads allows
+            raise InvalidRequest(f"the request body is not valid JSON: {msg}") from None
         where = f"'{param}'" if param else "the request"
         if err["type"] == "too_long" and "max_length" in (err.get("ctx") or {}):
             ctx = err["ctx"]
             raise InvalidRequest(f"{where} has {ctx.get('actual_length', 'too many')} items, over "
                                  f"the limit of {ctx['max_length']}", param=param) from None
         got = err.get("input")
-        shown = f" (got {json.dumps(got)[:80]})" if got is not None and not isinstance(got, (dict, list)) else ""
+        shown = ""
+        if got is not None and not isinstance(got, (dict, list, bytes)):
+            shown = f" (got {json.dumps(got, default=repr)[:80]})"
         raise InvalidRequest(f"invalid value for {where}: {msg}{shown}", param=param) from None

@@ -213,7 +213,7 @@ async def respond(request: Request, *, chunks: AsyncIterator[dict], close, strea
     if stream:
         return stream_response(chunks, close)
     try:
-        items = await run_until_disconnect(request.receive, lambda: _gather(chunks))
+        items = await _unless_client_leaves(request, lambda: _gather(chunks))
         return JSONResponse(collect(items))
     except ClientGone:
         return Response(status_code=499)

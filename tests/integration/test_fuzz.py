@@ -54,8 +54,12 @@ def mutated(valid: st.SearchStrategy) -> st.SearchStrategy:
     return st.tuples(valid, st.text(max_size=12), json_values).map(mutate)
 
 
-def hook(body, data: st.DataObject):
-    """Point most requests at the real model, cap what decoding costs, keep the model loaded."""
+def hook(path: str, body, data: st.DataObject):
+    """Point most requests at the real model, cap what decoding costs, keep the model loaded.
+
+    A token field left out or null means "up to the server's cap" (thousands of tokens): it gets
+    the test's cap too. Values of a wrong type stay, for the server to refuse.
+    """
     if not isinstance(body, dict):
         return body
     body = dict(body)
@@ -65,8 +69,11 @@ def hook(body, data: st.DataObject):
         value = body.get(field)
         if isinstance(value, int) and not isinstance(value, bool) and value > MAX_TOKENS:
             body[field] = MAX_TOKENS
-    if "max_tokens" not in body and "max_completion_tokens" not in body:
-        body["max_tokens"] = MAX_TOKENS
+        elif field in body and value is None:
+            del body[field]
+    main = "max_output_tokens" if path == "/v1/responses" else "max_tokens"
+    if not any(field in body for field in TOKEN_FIELDS):
+        body[main] = MAX_TOKENS
     if isinstance(body.get("n"), int) and body["n"] > 2:
         body["n"] = 2
     body.pop("keep_alive", None)  # 0 would unload the model after each case: slow, not broken
@@ -107,7 +114,7 @@ def test_fuzz_every_post_route_from_the_openapi_document(server, http):
         path = data.draw(st.sampled_from([p for p, _ in ops]), label="path")
         valid = strategies[path]
         body = data.draw(st.one_of(valid, mutated(valid), json_values), label="body")
-        body = hook(body, data)
+        body = hook(path, body, data)
         start = time.perf_counter()
         with httpx.Client(base_url=server.url, timeout=60) as c:
             resp = c.post(path, content=encoded(body), headers={"content-type": "application/json"})

@@ -182,3 +182,10 @@ def test_an_empty_prompt_starts_from_the_bos_token_or_is_a_400():
     with pytest.raises(InvalidRequest) as info:
         bounded_prompt_tokens(WordRunner(), "", param="prompt")
     assert info.value.param == "prompt" and "empty" in info.value.message
+
+
+def test_a_lone_surrogate_escape_is_a_400_not_a_500():
+    # Found by the fuzz test: json.loads accepts "\udaec", pydantic does not, and the error's
+    # input (bytes) then broke the message.
+    err = refused(b'{"model": "m", "messages": [{"role": "user", "content": "\\udaec"}]}')
+    assert err.status == 400 and "not valid JSON" in err.message
