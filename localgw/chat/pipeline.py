@@ -14,7 +14,7 @@ from localgw.chat.grammars import (Converter, Forced, json_object_grammar, json_
 from localgw.chat.output import MessageParser
 from localgw.chat.prompt import template_messages, with_mistral_ids
 from localgw.chat.requests import ChatRequest
-from localgw.chat.template import TemplateError, TemplateRejected, render_chat
+from localgw.chat.template import TemplateError, TemplateRejected, compile_template, render_chat
 
 ConverterFactory = Callable[[], Converter]
 
@@ -77,11 +77,19 @@ def render_conversation(req: ChatRequest, template: str, fmt: ChatFormat, tools:
                            eos_token=eos_token, extra=req.chat_template_kwargs)
 
     # Templates disagree on small things (None content, arguments as object or text, whether a
-    # system turn exists); try the forms transformers users pass, most faithful first.
-    fold = False
+    # system turn exists); try the forms transformers users pass, most faithful first. Only forms
+    # that change something for this conversation are tried: a template that fails for another
+    # reason fails once (rendering a long conversation eight times was the slowest way to a 400).
+    compile_template(template)  # a template that does not compile fails here, once
+    has_none = any(m.text() is None for m in req.messages)
+    has_calls = any(m.tool_calls for m in req.messages)
+    encodings = [(none, text) for none in ((False, True) if has_none else (False,))
+                 for text in ((False, True) if has_calls else (False,))]
+    can_fold = any(m.role in ("system", "developer") for m in req.messages) or bool(
+        tools and not fmt.native_tools)
     last: TemplateError | None = None
-    for _ in range(2):
-        for none_as_empty, as_text in ((False, False), (False, True), (True, False), (True, True)):
+    for fold in ((False, True) if can_fold else (False,)):
+        for none_as_empty, as_text in encodings:
             try:
                 return attempt(none_as_empty, as_text, fold)
             except TemplateRejected as exc:
@@ -89,10 +97,6 @@ def render_conversation(req: ChatRequest, template: str, fmt: ChatFormat, tools:
                 break  # the template's own rule: another encoding will not change its mind
             except TemplateError as exc:
                 last = exc
-        if fold or not any(m.role in ("system", "developer") for m in req.messages) and not (
-                tools and not fmt.native_tools):
-            break
-        fold = True  # e.g. Gemma: "System role not supported"
     raise last
 
 

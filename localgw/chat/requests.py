@@ -6,7 +6,8 @@ A validation failure becomes a 400 naming the offending `param`; unknown fields 
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+import sys
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -206,28 +207,64 @@ def _param(loc: tuple) -> str | None:
     return out or None
 
 
-def parse_body(model: type[_Body], body: bytes) -> Any:
-    """Validate a JSON body; any problem is an InvalidRequest a person can act on."""
+class BodyLimits(Protocol):
+    """What parse_body checks on the raw JSON before validation (server.limits.Limits)."""
+
+    def check_depth(self, data: Any) -> None: ...
+    def check_raw(self, data: Any) -> None: ...
+    def too_deep(self, depth: int | str) -> Exception: ...
+
+
+def _useful_error(errors: list[dict]) -> dict:
+    """A union reports one error per branch: the deepest one, and one that is not merely the
+    wrong type for a branch the user did not mean, is the useful one (a 1,000-entry `stop` list
+    is "too long", not "not a string")."""
+    def key(e):
+        depth = len([p for p in e["loc"] if isinstance(p, int)
+                     or not str(p).startswith(("str", "list["))])
+        return depth, not e["type"].endswith("_type")
+    return max(errors, key=key)
+
+
+def parse_body(model: type[_Body], body: bytes, limits: BodyLimits | None = None) -> Any:
+    """Validate a JSON body; any problem is an InvalidRequest a person can act on.
+
+    With `limits`, the parsed JSON's depth and list lengths are checked before pydantic validates
+    it (validation of an absurd body is the expensive part); a body nested past what the JSON
+    parser itself can follow is refused the same way, never a RecursionError.
+    """
     if not body.strip():
         raise InvalidRequest("the request body is empty; send a JSON object")
     try:
-        json.loads(body)
+        data = json.loads(body)
+    except RecursionError:
+        if limits is not None:
+            raise limits.too_deep(f"more than {sys.getrecursionlimit()}") from None
+        raise InvalidRequest("the request body is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
+    if limits is not None:
+        limits.check_raw(data)  # list lengths first: cheaper than walking the whole body
+        limits.check_depth(data)
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        # A union reports one error per branch; the most specific (deepest) is the useful one.
-        err = max(errors, key=lambda e: len([p for p in e["loc"] if isinstance(p, int)
-                                             or not str(p).startswith(("str", "list["))]))
+        err = _useful_error(exc.errors(include_url=False))
         param = _param(err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "missing":
             raise InvalidRequest(f"missing required parameter '{param}'", param=param) from None
         if err["type"] == "model_type" and not err["loc"]:
             raise InvalidRequest("the request body must be a JSON object") from None
-        got = err.get("input")
-        shown = f" (got {json.dumps(got)[:80]})" if got is not None and not isinstance(got, (dict, list)) else ""
+        if err["type"] == "json_invalid":  # e.g. a lone surrogate escape, which json.loads allows
+            raise InvalidRequest(f"the request body is not valid JSON: {msg}") from None
         where = f"'{param}'" if param else "the request"
+        if err["type"] == "too_long" and "max_length" in (err.get("ctx") or {}):
+            ctx = err["ctx"]
+            raise InvalidRequest(f"{where} has {ctx.get('actual_length', 'too many')} items, over "
+                                 f"the limit of {ctx['max_length']}", param=param) from None
+        got = err.get("input")
+        shown = ""
+        if got is not None and not isinstance(got, (dict, list, bytes)):
+            shown = f" (got {json.dumps(got, default=repr)[:80]})"
         raise InvalidRequest(f"invalid value for {where}: {msg}{shown}", param=param) from None

@@ -156,6 +156,9 @@ def serve(
     insecure: bool = typer.Option(False, "--insecure", help="allow a non-loopback bind without a key"),
     reasoning_field: str = typer.Option("both", "--reasoning-field",
                                         help="where thinking goes: reasoning_content, reasoning or both"),
+    limit: list[str] = typer.Option([], "--limit", metavar="NAME=N",
+                                    help="raise a per-request limit, e.g. max_messages=10000 "
+                                         "(repeatable; see README: Limits)"),
     max_output: int = typer.Option(4096, "--max-output", min=1,
                                    help="tokens a reply may have when the request sets no max_tokens"),
     parallel: Optional[int] = typer.Option(None, "--parallel", min=1, max=64,
@@ -176,8 +179,17 @@ def serve(
                          n_parallel=parallel, cache_ram=_cache_ram(cache_ram)),
         max_output=max_output,
         max_loaded=max_loaded, keep_alive=_keep_alive(keep_alive), max_body_bytes=max_body,
-        chat_template=_read_template(chat_template), reasoning_field=_reasoning_field(reasoning_field))
+        chat_template=_read_template(chat_template), reasoning_field=_reasoning_field(reasoning_field),
+        limits=_limits(limit))
     run_server(settings)
+
+
+def _limits(pairs: list[str]):
+    from localgw.server.limits import Limits
+    try:
+        return Limits().with_overrides(pairs)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--limit") from None
 
 
 def _cache_ram(value: str | None) -> int | None:

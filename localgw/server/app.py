@@ -16,9 +16,12 @@ from localgw.errors import LocalgwError
 from localgw.protocols.responses import ResponseStore
 from localgw.server import protocol_routes, routes
 from localgw.server.errors import handle_http_exception, handle_localgw_error, handle_unexpected
+from localgw.server.limits import PreparePool
 from localgw.server.metrics import Metrics, MetricsMiddleware
 from localgw.server.middleware import APIKeyMiddleware, BodyLimitMiddleware, RequestIDMiddleware
+from localgw.server.openapi import openapi_route
 from localgw.server.settings import ServerSettings
+from localgw.server.streaming import ClientGone
 from localgw.store import ModelStore
 
 log = logging.getLogger("localgw.server")
@@ -41,6 +44,7 @@ def create_app(settings: ServerSettings, manager: ModelManager | None = None) ->
         finally:
             log.info("shutting down: cancelling work and freeing models")
             await manager.close()
+            app.state.prepare_pool.close()
 
     app = Starlette(
         routes=[
@@ -53,6 +57,7 @@ def create_app(settings: ServerSettings, manager: ModelManager | None = None) ->
             Route("/v1/messages", protocol_routes.messages, methods=["POST"]),
             Route("/v1/messages/count_tokens", protocol_routes.count_tokens, methods=["POST"]),
             Route("/v1/responses", protocol_routes.create_response, methods=["POST"]),
+            Route("/openapi.json", openapi_route),
         ],
         middleware=[
             Middleware(RequestIDMiddleware),
@@ -65,6 +70,7 @@ def create_app(settings: ServerSettings, manager: ModelManager | None = None) ->
         ],
         exception_handlers={LocalgwError: handle_localgw_error,
                             HTTPException: handle_http_exception,
+                            ClientGone: routes.client_gone,
                             Exception: handle_unexpected},
         lifespan=lifespan,
     )
@@ -72,4 +78,5 @@ def create_app(settings: ServerSettings, manager: ModelManager | None = None) ->
     app.state.manager = manager
     app.state.metrics = state["metrics"] = Metrics(manager)
     app.state.responses = ResponseStore()  # for previous_response_id, in memory only
+    app.state.prepare_pool = PreparePool(settings.limits.prepare_threads)
     return app

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
-from typing import AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import anyio
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -19,6 +22,8 @@ from localgw.chat.template import CHATML_TEMPLATE
 from localgw.engine.schema_grammar import JsonSchemaConverter
 from localgw.engine.types import JobFailed, TokenText
 from localgw.errors import InvalidRequest, LocalgwError
+from localgw.server.limits import (SMALL_BODY, PreparePool, bounded_prompt_tokens,
+                                   check_prompt_chars, check_stop)
 from localgw.server.metrics import RequestTimer
 from localgw.server.streaming import ClientGone, EventStreamResponse, run_until_disconnect
 
@@ -103,6 +108,41 @@ async def _json_body(request: Request) -> bytes:
     return await request.body()
 
 
+async def client_gone(request: Request, exc: Exception) -> Response:
+    """The client left while its request was prepared or waited for its model: no bug, no reader."""
+    return Response(status_code=499)
+
+
+def _pool(request: Request) -> PreparePool:
+    return request.app.state.prepare_pool
+
+
+async def _unless_client_leaves(request: Request, work: Callable[[], Awaitable]):
+    """`work()`, cancelled with ClientGone if the client disconnects; its own error unwrapped
+    from the task group's exception group, so a 400 stays a 400."""
+    try:
+        return await run_until_disconnect(request.receive, work)
+    except Exception as exc:
+        inner = getattr(exc, "exceptions", None)  # an ExceptionGroup of one
+        if inner and len(inner) == 1:
+            raise inner[0] from None
+        raise
+
+
+def _parse_in_thread(model, body: bytes, limits, stop: threading.Event):
+    return parse_body(model, body, limits)
+
+
+async def parse_request(request: Request, model: type):
+    """Read and validate the JSON body: a big one off the event loop, dropped if the client leaves."""
+    body = await _json_body(request)
+    limits = request.app.state.settings.limits
+    if len(body) < SMALL_BODY:
+        return parse_body(model, body, limits)
+    return await _unless_client_leaves(
+        request, lambda: _pool(request).run(_parse_in_thread, model, body, limits))
+
+
 async def _events(generation, timer: RequestTimer) -> AsyncIterator:
     async for event in generation:
         if isinstance(event, JobFailed):
@@ -111,6 +151,23 @@ async def _events(generation, timer: RequestTimer) -> AsyncIterator:
         if isinstance(event, TokenText):
             timer.token()
         yield event
+    generation.ended = True  # read by _until_stopped
+
+
+STOP_WAIT = 5.0  # seconds a cancelled job may take to leave its slot before the model is let go
+
+
+async def _until_stopped(generation) -> None:
+    """Wait for a cancelled generation's end, so the model is idle when it is released: a model
+    waiting to be loaded in its place (max_loaded) looks for exactly that when woken by release,
+    and found it busy when a cancelled job still held a slot for one more step (the soak test
+    saw that wait run into the 120 s load timeout)."""
+    generation = getattr(generation, "generation", generation)  # a prompt list's current one
+    if generation is None or getattr(generation, "ended", False):
+        return
+    with anyio.move_on_after(STOP_WAIT):
+        async for _ in generation:
+            pass
 
 
 @dataclass
@@ -143,7 +200,10 @@ def _closer(request: Request, entry, generation, usage: Usage, keep_alive="defau
         closed = True
         generation.cancel()
         timer.record(app.state.metrics, usage)
-        await app.state.manager.release(entry, keep_alive)
+        try:
+            await _until_stopped(generation)
+        finally:
+            await app.state.manager.release(entry, keep_alive)
     return close
 
 
@@ -153,7 +213,7 @@ async def respond(request: Request, *, chunks: AsyncIterator[dict], close, strea
     if stream:
         return stream_response(chunks, close)
     try:
-        items = await run_until_disconnect(request.receive, lambda: _gather(chunks))
+        items = await _unless_client_leaves(request, lambda: _gather(chunks))
         return JSONResponse(collect(items))
     except ClientGone:
         return Response(status_code=499)
@@ -165,37 +225,85 @@ async def _gather(chunks: AsyncIterator[dict]) -> list[dict]:
     return [chunk async for chunk in chunks]
 
 
-def prepare_prompt(runner, req: ChatRequest, settings) -> tuple[PreparedChat, list[int]]:
-    """Render the request with the model's template and tokenize it (CPU work, no decoding)."""
+def _render(runner, req: ChatRequest, settings) -> PreparedChat:
     template = (settings.chat_template or runner.metadata.get("tokenizer.chat_template")
                 or CHATML_TEMPLATE)
-    prepared = prepare_chat(req, template, factory=JsonSchemaConverter,
-                            bos_token=runner.bos_text, eos_token=runner.eos_text,
-                            reasoning_fields=REASONING_FIELDS[settings.reasoning_field])
-    return prepared, runner.prompt_tokens(prepared.prompt)
+    return prepare_chat(req, template, factory=JsonSchemaConverter,
+                        bos_token=runner.bos_text, eos_token=runner.eos_text,
+                        reasoning_fields=REASONING_FIELDS[settings.reasoning_field])
+
+
+def prepare_prompt(runner, req: ChatRequest, settings) -> tuple[PreparedChat, list[int]]:
+    """Render the request with the model's template and tokenize it (CPU work, no decoding)."""
+    prepared = _render(runner, req, settings)
+    return prepared, bounded_prompt_tokens(runner, prepared.prompt)
+
+
+def _prepare_in_thread(runner, req: ChatRequest, settings,
+                       stop: threading.Event) -> tuple[PreparedChat, list[int]]:
+    """Everything before decoding, cheapest check first; stops between steps if the client left."""
+    check_prompt_chars([m.text() or "" for m in req.messages], runner)
+    check_stop(stop)
+    prepared = _render(runner, req, settings)
+    tokens = bounded_prompt_tokens(runner, prepared.prompt, stop)
+    check_stop(stop)
+    runner.check_prompt(tokens)
+    check_grammar = getattr(runner, "check_grammar", None)
+    if prepared.grammar and check_grammar is not None:
+        check_grammar(prepared.grammar)  # compiled once per grammar; submit() then finds it known
+    return prepared, tokens
+
+
+@dataclass
+class _Held:
+    """What a request holds while it is being prepared, to give back if it never starts."""
+
+    entry: Any = None
+    generation: Any = None
+
+    async def give_back(self, manager) -> None:
+        with anyio.CancelScope(shield=True):
+            if self.generation is not None:
+                self.generation.cancel()
+                await _until_stopped(self.generation)
+            if self.entry is not None:
+                await manager.release(self.entry)
 
 
 async def start_chat(request: Request, req: ChatRequest) -> ChatCall:
-    """Check, render and submit a chat request: the one pipeline behind every chat front door."""
-    check_conversation(req.messages)
-    check_tool_choice(req)
+    """Check, render and submit a chat request: the one pipeline behind every chat front door.
+
+    Rendering, tokenizing and grammar work run in the preparation pool; the wait for the model
+    (a load, a full queue) and the preparation end at once if the client disconnects (ClientGone),
+    and whatever was taken (the model, a queued job) is given back.
+    """
     app = request.app
     settings = app.state.settings
     manager = app.state.manager
+    settings.limits.check_chat(req)
+    check_conversation(req.messages)
+    check_tool_choice(req)
     request.state.timer = timer = RequestTimer()
-    entry = await manager.acquire(req.model)
-    try:
-        runner = entry.runner
-        prepared, tokens = prepare_prompt(runner, req, settings)
+    held = _Held()
+
+    async def prepare() -> PreparedChat:
+        held.entry = await manager.acquire(req.model)
+        runner = held.entry.runner
+        prepared, tokens = await _pool(request).run(_prepare_in_thread, runner, req, settings)
         thinking = (req.chat_template_kwargs or {}).get("enable_thinking") is not False
         params = sampling_params(req, logprobs=req.logprobs, top_logprobs=req.top_logprobs or 0,
                                  grammar=prepared.grammar, max_output=settings.max_output,
-                                 defaults=manager.default_sampling(entry.manifest,
+                                 defaults=manager.default_sampling(held.entry.manifest,
                                                                    thinking=thinking))
-        generation = runner.submit(tokens, params, n=req.n, preserve=prepared.preserve)
+        held.generation = runner.submit(tokens, params, n=req.n, preserve=prepared.preserve)
+        return prepared
+
+    try:
+        prepared = await _unless_client_leaves(request, prepare)
     except BaseException:
-        await manager.release(entry)
+        await held.give_back(manager)
         raise
+    entry, generation = held.entry, held.generation
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
     chunker = ChatChunker(model=req.model, new_output=prepared.new_output,
                           include_usage=include_usage)
@@ -212,7 +320,7 @@ async def start_chat(request: Request, req: ChatRequest) -> ChatCall:
 
 
 async def chat_completions(request: Request) -> Response:
-    req: ChatRequest = parse_body(ChatRequest, await _json_body(request))
+    req: ChatRequest = await parse_request(request, ChatRequest)
     call = await start_chat(request, req)
     return await respond(request, chunks=call.chunks, close=call.close, stream=req.stream,
                          collect=lambda items: collect_chat(items, call.usage)
@@ -229,23 +337,40 @@ class _CurrentGeneration:
             self.generation.cancel()
 
 
+def _tokenize_prompts(runner, prompts: list[str], stop: threading.Event) -> list[list[int]]:
+    token_lists = []
+    for prompt in prompts:
+        check_prompt_chars([prompt], runner, param="prompt")
+        tokens = bounded_prompt_tokens(runner, prompt, stop, param="prompt")
+        runner.check_prompt(tokens)
+        token_lists.append(tokens)
+    return token_lists
+
+
 async def completions(request: Request) -> Response:
-    req: CompletionRequest = parse_body(CompletionRequest, await _json_body(request))
+    req: CompletionRequest = await parse_request(request, CompletionRequest)
     app = request.app
     manager = app.state.manager
+    app.state.settings.limits.check_count("max_prompts", "the number of prompts",
+                                          len(req.prompts), "prompt")
     request.state.timer = timer = RequestTimer()
-    entry = await manager.acquire(req.model)
-    runner = entry.runner
-    params = sampling_params(req, logprobs=req.logprobs is not None,
-                             top_logprobs=req.logprobs or 0,
-                             defaults=manager.default_sampling(entry.manifest))
+    held = _Held()
+
+    async def prepare():
+        held.entry = await manager.acquire(req.model)
+        token_lists = await _pool(request).run(_tokenize_prompts, held.entry.runner, req.prompts)
+        params = sampling_params(req, logprobs=req.logprobs is not None,
+                                 top_logprobs=req.logprobs or 0,
+                                 defaults=manager.default_sampling(held.entry.manifest))
+        return token_lists, params
+
     try:
-        token_lists = [runner.prompt_tokens(p) for p in req.prompts]
-        for tokens in token_lists:
-            runner.check_prompt(tokens)
+        token_lists, params = await _unless_client_leaves(request, prepare)
     except BaseException:
-        await manager.release(entry)
+        await held.give_back(manager)
         raise
+    entry = held.entry
+    runner = entry.runner
     usage = Usage()
     base = TextChunker(model=req.model, usage=usage)
     current = _CurrentGeneration()

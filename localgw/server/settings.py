@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from localgw.engine.types import LoadOptions
+from localgw.server.limits import Limits
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
@@ -25,6 +26,7 @@ class ServerSettings:
     chat_template: str | None = None  # a template text overriding every model's own
     reasoning_field: str = "both"     # reasoning_content | reasoning | both
     max_output: int = 4096            # tokens a reply may have when its request names no max_tokens
+    limits: Limits = field(default_factory=Limits)  # per-request bounds (serve --limit NAME=N)
 
     @property
     def is_loopback(self) -> bool:

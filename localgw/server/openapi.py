@@ -1,0 +1,137 @@
+"""`GET /openapi.json`: an OpenAPI 3.1 description of every route, generated from the request models.
+
+The request bodies are the pydantic models' own JSON schemas (what the server validates is what
+the document says); responses are described loosely, errors by their shape (`error.message` and
+`error.type`: OpenAI's, and Anthropic's on /v1/messages, which adds `"type": "error"`). A new
+front door registers its request model in `REQUEST_BODIES`; None describes the body as an object.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from localgw.chat.requests import ChatRequest, CompletionRequest
+from localgw.protocols.anthropic import CountTokensRequest, MessagesRequest
+from localgw.protocols.responses import ResponsesRequest
+
+# path → (summary, request model or None for "an object"); the POST routes of api.md.
+REQUEST_BODIES: dict[str, tuple[str, type[BaseModel] | None]] = {
+    "/v1/chat/completions": ("Chat completion (JSON, or Server-Sent Events with stream: true)",
+                             ChatRequest),
+    "/v1/completions": ("Text completion (legacy): a prompt string or array of strings",
+                        CompletionRequest),
+    "/v1/messages": ("Anthropic Messages API (JSON, or SSE with stream: true)", MessagesRequest),
+    "/v1/messages/count_tokens": ("Anthropic token count with the model's tokenizer and template",
+                                  CountTokensRequest),
+    "/v1/responses": ("OpenAI Responses API (JSON, or SSE with stream: true)", ResponsesRequest),
+}
+
+GET_ROUTES = {
+    "/v1/models": "The models this server can serve: {object: list, data: [Model]}",
+    "/v1/models/{model_id}": "One model (ids may contain '/')",
+    "/health": "Readiness and the loaded models (public: no key needed)",
+    "/metrics": "Prometheus metrics (text format)",
+    "/openapi.json": "This document",
+}
+
+ERROR_STATUSES = {
+    "400": "Invalid request: bad body or values, over a limit, prompt longer than the context",
+    "401": "Missing or invalid API key",
+    "404": "Unknown model or endpoint",
+    "413": "Request body over the size limit",
+    "429": "Too many queued requests (Retry-After)",
+    "500": "Server error (a failed model load); the server stays up",
+    "503": "Model still loading past the wait limit, or shutting down",
+}
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {
+        "type": "object",
+        "required": ["message", "type"],
+        "properties": {"message": {"type": "string"}, "type": {"type": "string"},
+                       "param": {"type": ["string", "null"]},
+                       "code": {"type": ["string", "null"]}},
+    }},
+}
+
+
+def _errors(statuses) -> dict:
+    ref = {"$ref": "#/components/schemas/Error"}
+    return {s: {"description": ERROR_STATUSES[s], "content": {"application/json": {"schema": ref}}}
+            for s in statuses}
+
+
+def _operation_id(path: str, method: str) -> str:
+    cleaned = path.strip("/").replace("/", "_").replace("{", "").replace("}", "").replace(".", "_")
+    return f"{method}_{cleaned}"
+
+
+@lru_cache(maxsize=1)
+def openapi_document() -> dict:
+    models = [m for _, m in REQUEST_BODIES.values() if m is not None]
+    refs, top = models_json_schema([(m, "validation") for m in models],
+                                   ref_template="#/components/schemas/{model}")
+    schemas = dict(top.get("$defs", {}))
+    schemas["Error"] = ERROR_SCHEMA
+    paths: dict[str, dict] = {}
+    for path, (summary, model) in REQUEST_BODIES.items():
+        body = refs[(model, "validation")] if model is not None else {"type": "object"}
+        paths[path] = {"post": {
+            "operationId": _operation_id(path, "post"),
+            "summary": summary,
+            "requestBody": {"required": True,
+                            "content": {"application/json": {"schema": body}}},
+            "responses": {
+                "200": {"description": "The result; `text/event-stream` when streaming",
+                        "content": {"application/json": {"schema": {"type": "object"}},
+                                    "text/event-stream": {"schema": {"type": "string"}}}},
+                **_errors(["400", "401", "404", "413", "429", "500", "503"]),
+            },
+        }}
+    for path, summary in GET_ROUTES.items():
+        content = ({"text/plain": {"schema": {"type": "string"}}} if path == "/metrics"
+                   else {"application/json": {"schema": {"type": "object"}}})
+        op = {"operationId": _operation_id(path, "get"), "summary": summary,
+              "responses": {"200": {"description": "OK", "content": content},
+                            **_errors(["401"] if path != "/health" else [])}}
+        if path == "/v1/models/{model_id}":
+            op["parameters"] = [{"name": "model_id", "in": "path", "required": True,
+                                 "schema": {"type": "string"}}]
+            op["responses"].update(_errors(["404"]))
+        if path == "/health":
+            op["security"] = []
+            op["responses"]["503"] = {"description": "Shutting down",
+                                      "content": {"application/json": {"schema": {"type": "object"}}}}
+        paths[path] = {"get": op}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "localgw", "version": _version(),
+                 "description": "A local, OpenAI-compatible inference server for GGUF models."},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+                                "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}},
+        },
+        # A key is needed only when the server was started with one.
+        "security": [{"bearer": []}, {"apiKey": []}, {}],
+    }
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("localgw")
+    except PackageNotFoundError:
+        return "0"
+
+
+async def openapi_route(request: Request) -> JSONResponse:
+    return JSONResponse(openapi_document())
