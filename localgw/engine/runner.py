@@ -320,6 +320,8 @@ class LlamaRunner:
         `preserve` names control tokens (`[TOOL_CALLS]`, `<think>`…) whose text the output
         parsers need; other control tokens stay invisible.
         """
+        if not tokens:
+            raise InvalidRequest("the prompt is empty", param="prompt")
         self.check_prompt(tokens)
         if params.grammar:
             self.check_grammar(params.grammar)

@@ -11,10 +11,8 @@ from functools import partial
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from localgw.chat.prompt import check_conversation, check_tool_choice
-from localgw.chat.requests import parse_body
 from localgw.protocols import anthropic, responses
-from localgw.server.routes import _json_body, prepare_prompt, respond, start_chat
+from localgw.server.routes import count_prompt, parse_request, respond, start_chat
 from localgw.server.streaming import EventStreamResponse, named_event
 
 
@@ -25,8 +23,7 @@ def _event_stream(error_event):
 
 
 async def messages(request: Request) -> Response:
-    req: anthropic.MessagesRequest = parse_body(anthropic.MessagesRequest,
-                                                await _json_body(request))
+    req: anthropic.MessagesRequest = await parse_request(request, anthropic.MessagesRequest)
     call = await start_chat(request, req.to_chat())
     renderer = anthropic.MessageRenderer(req.model, call.usage)
     return await respond(request, chunks=anthropic.render_events(call.chunks, renderer),
@@ -38,23 +35,13 @@ async def messages(request: Request) -> Response:
 
 async def count_tokens(request: Request) -> JSONResponse:
     """The exact prompt length of a Messages request: the model's own template and tokenizer."""
-    req: anthropic.CountTokensRequest = parse_body(anthropic.CountTokensRequest,
-                                                   await _json_body(request))
-    chat = req.to_chat()
-    check_conversation(chat.messages)
-    check_tool_choice(chat)
-    manager = request.app.state.manager
-    entry = await manager.acquire(chat.model)
-    try:
-        _, tokens = prepare_prompt(entry.runner, chat, request.app.state.settings)
-    finally:
-        await manager.release(entry)
+    req: anthropic.CountTokensRequest = await parse_request(request, anthropic.CountTokensRequest)
+    _, tokens = await count_prompt(request, req.to_chat())
     return JSONResponse({"input_tokens": len(tokens)})
 
 
 async def create_response(request: Request) -> Response:
-    req: responses.ResponsesRequest = parse_body(responses.ResponsesRequest,
-                                                 await _json_body(request))
+    req: responses.ResponsesRequest = await parse_request(request, responses.ResponsesRequest)
     store: responses.ResponseStore = request.app.state.responses
     history = store.history(req.previous_response_id)
     items = history + req.input_items()

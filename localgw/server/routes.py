@@ -319,6 +319,26 @@ async def start_chat(request: Request, req: ChatRequest) -> ChatCall:
                     _closer(request, entry, generation, chunker.usage, req.keep_alive_seconds))
 
 
+async def count_prompt(request: Request, req: ChatRequest) -> tuple[PreparedChat, list[int]]:
+    """The prompt a chat request would run with (its template, its tokens), prepared like
+    `start_chat` does — checked, in the pool, dropped if the client leaves — but not run."""
+    settings = request.app.state.settings
+    manager = request.app.state.manager
+    settings.limits.check_chat(req)
+    check_conversation(req.messages)
+    check_tool_choice(req)
+    held = _Held()
+
+    async def prepare():
+        held.entry = await manager.acquire(req.model)
+        return await _pool(request).run(_prepare_in_thread, held.entry.runner, req, settings)
+
+    try:
+        return await _unless_client_leaves(request, prepare)
+    finally:
+        await held.give_back(manager)
+
+
 async def chat_completions(request: Request) -> Response:
     req: ChatRequest = await parse_request(request, ChatRequest)
     call = await start_chat(request, req)
