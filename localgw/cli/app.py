@@ -136,11 +136,16 @@ def serve(
     insecure: bool = typer.Option(False, "--insecure", help="allow a non-loopback bind without a key"),
     reasoning_field: str = typer.Option("both", "--reasoning-field",
                                         help="where thinking goes: reasoning_content, reasoning or both"),
+    upstream: list[str] = typer.Option([], "--upstream", metavar="[NAME=]URL",
+                                       help="serve an OpenAI-compatible engine's models too (repeatable; "
+                                            "more in $LOCALGW_HOME/upstreams.toml)"),
 ):
     """Run the OpenAI-compatible API server."""
+    from localgw import config
     from localgw.cli.serve import run_server
     from localgw.engine.types import LoadOptions
     from localgw.server.settings import ServerSettings
+    from localgw.upstreams import config as upstreams
 
     settings = ServerSettings(
         host=host or os.environ.get("LOCALGW_HOST", "127.0.0.1"),
@@ -148,7 +153,8 @@ def serve(
         models=model, api_key=api_key or None, insecure=insecure,
         load=LoadOptions(n_ctx=ctx, n_threads=threads, n_gpu_layers=gpu_layers, max_queue=max_queue),
         max_loaded=max_loaded, keep_alive=_keep_alive(keep_alive), max_body_bytes=max_body,
-        chat_template=_read_template(chat_template), reasoning_field=_reasoning_field(reasoning_field))
+        chat_template=_read_template(chat_template), reasoning_field=_reasoning_field(reasoning_field),
+        upstreams=upstreams.load(upstream, config.home()))
     run_server(settings)
 
 
@@ -192,6 +198,7 @@ def ps(url: str = typer.Option("http://127.0.0.1:8000", "--url"),
         stderr.print(f"loading {loading}…")
     if not models:
         stderr.print("no model loaded")
+        _print_upstreams(health.get("upstreams", []))
         return
 
     def until(m):
@@ -203,6 +210,17 @@ def ps(url: str = typer.Option("http://127.0.0.1:8000", "--url"),
           [[m["id"], human_size(m.get("memory_bytes")), str(m.get("context_length")),
             str(m.get("gpu_layers", 0)), str(m.get("active_requests", 0)), until(m)]
            for m in models])
+    _print_upstreams(health.get("upstreams", []))
+
+
+def _print_upstreams(upstreams: list[dict]) -> None:
+    if not upstreams:
+        return
+    state = {True: "yes", False: "no", None: "not yet"}
+    table(["UPSTREAM", "URL", "REACHABLE", "MODELS", "IN FLIGHT", "LAST ERROR"],
+          [[u["name"], u["url"], state[u["reachable"]], ", ".join(u["models"]) or "-",
+            str(u["in_flight"]) + (f"/{u['max_concurrency']}" if u.get("max_concurrency") else ""),
+            u.get("last_error") or "-"] for u in upstreams])
 
 
 @app.command("pull")

@@ -19,6 +19,7 @@ from localgw.server.metrics import Metrics, MetricsMiddleware
 from localgw.server.middleware import APIKeyMiddleware, BodyLimitMiddleware, RequestIDMiddleware
 from localgw.server.settings import ServerSettings
 from localgw.store import ModelStore
+from localgw.upstreams.registry import UpstreamRegistry
 
 log = logging.getLogger("localgw.server")
 
@@ -34,12 +35,14 @@ def create_app(settings: ServerSettings, manager: ModelManager | None = None) ->
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        await app.state.upstreams.start()
         await manager.preload_models()
         try:
             yield
         finally:
             log.info("shutting down: cancelling work and freeing models")
             await manager.close()
+            await app.state.upstreams.close()
 
     app = Starlette(
         routes=[
@@ -67,4 +70,5 @@ def create_app(settings: ServerSettings, manager: ModelManager | None = None) ->
     app.state.settings = settings
     app.state.manager = manager
     app.state.metrics = state["metrics"] = Metrics(manager)
+    app.state.upstreams = UpstreamRegistry(settings.upstreams, recorder=app.state.metrics.upstreams)
     return app

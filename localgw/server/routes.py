@@ -19,6 +19,8 @@ from localgw.chat.template import CHATML_TEMPLATE
 from localgw.engine.schema_grammar import JsonSchemaConverter
 from localgw.engine.types import JobFailed, TokenText
 from localgw.errors import InvalidRequest, LocalgwError
+from localgw.server.forwarding import (forward_if_upstream, start_upstream_chat, upstream_model,
+                                       upstream_models, upstream_targets)
 from localgw.server.metrics import RequestTimer
 from localgw.server.streaming import ClientGone, EventStreamResponse, run_until_disconnect
 
@@ -62,12 +64,16 @@ def model_object(manifest, loaded=None, template_override: str | None = None) ->
 async def list_models(request: Request) -> JSONResponse:
     manager = request.app.state.manager
     override = request.app.state.settings.chat_template
-    data = [model_object(m, manager.loaded.get(m.id), override) for m in manager.manifests()]
+    manifests = manager.manifests()
+    data = [model_object(m, manager.loaded.get(m.id), override) for m in manifests]
+    data += upstream_models(request, {m.id for m in manifests})
     return JSONResponse({"object": "list", "data": data})
 
 
 async def get_model(request: Request) -> JSONResponse:
     manager = request.app.state.manager
+    if (upstream := await upstream_model(request, request.path_params["model_id"])) is not None:
+        return JSONResponse(upstream)
     manifest = manager.manifest(request.path_params["model_id"])
     return JSONResponse(model_object(manifest, manager.loaded.get(manifest.id),
                                      request.app.state.settings.chat_template))
@@ -78,7 +84,8 @@ async def health(request: Request) -> JSONResponse:
     loaded = [e.describe() for e in list(manager.loaded.values())]
     status = "shutting_down" if manager.closing else "ok"
     return JSONResponse({"status": status, "models": loaded, "loading": sorted(manager.loading),
-                         "available": [m.id for m in manager.manifests()]},
+                         "available": [m.id for m in manager.manifests()],
+                         "upstreams": request.app.state.upstreams.describe()},
                         status_code=503 if manager.closing else 200)
 
 
@@ -169,6 +176,8 @@ def prepare_prompt(runner, req: ChatRequest, settings) -> tuple[PreparedChat, li
 
 async def start_chat(request: Request, req: ChatRequest) -> ChatCall:
     """Check, render and submit a chat request: the one pipeline behind every chat front door."""
+    if targets := await upstream_targets(request, req.model):
+        return ChatCall(**vars(await start_upstream_chat(request, targets, req)))
     check_conversation(req.messages)
     check_tool_choice(req)
     app = request.app
@@ -201,6 +210,8 @@ async def start_chat(request: Request, req: ChatRequest) -> ChatCall:
 
 
 async def chat_completions(request: Request) -> Response:
+    if (forwarded := await forward_if_upstream(request, "chat/completions")) is not None:
+        return forwarded
     req: ChatRequest = parse_body(ChatRequest, await _json_body(request))
     call = await start_chat(request, req)
     return await respond(request, chunks=call.chunks, close=call.close, stream=req.stream,
@@ -219,6 +230,8 @@ class _CurrentGeneration:
 
 
 async def completions(request: Request) -> Response:
+    if (forwarded := await forward_if_upstream(request, "completions")) is not None:
+        return forwarded
     req: CompletionRequest = parse_body(CompletionRequest, await _json_body(request))
     app = request.app
     manager = app.state.manager

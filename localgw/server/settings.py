@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from localgw.engine.types import LoadOptions
+from localgw.upstreams.config import UpstreamConfig
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
@@ -24,6 +25,7 @@ class ServerSettings:
     cors_origins: list[str] = field(default_factory=list)  # beyond localhost
     chat_template: str | None = None  # a template text overriding every model's own
     reasoning_field: str = "both"     # reasoning_content | reasoning | both
+    upstreams: list[UpstreamConfig] = field(default_factory=list)  # engines whose models we serve too
 
     @property
     def is_loopback(self) -> bool:

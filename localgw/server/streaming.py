@@ -42,7 +42,7 @@ async def run_until_disconnect(receive, work: Callable[[], Awaitable]):
 class EventStreamResponse:
     """An ASGI response streaming `data:` frames; ends with `[DONE]`, even after an error."""
 
-    def __init__(self, chunks: AsyncIterator[dict], on_close: Callable[[], Awaitable[None]],
+    def __init__(self, chunks: AsyncIterator[dict | bytes], on_close: Callable[[], Awaitable[None]],
                  headers: dict[str, str] | None = None):
         self.chunks, self.on_close, self.headers = chunks, on_close, headers or {}
 
@@ -60,7 +60,8 @@ class EventStreamResponse:
                 await send({"type": "http.response.start", "status": 200, "headers": headers})
                 try:
                     async for chunk in self.chunks:
-                        await send({"type": "http.response.body", "body": sse(chunk),
+                        body = chunk if isinstance(chunk, bytes) else sse(chunk)  # bytes: as is
+                        await send({"type": "http.response.body", "body": body,
                                     "more_body": True})
                 except LocalgwError as exc:
                     await send({"type": "http.response.body", "body": sse(exc.to_dict()),
