@@ -209,6 +209,49 @@ def test_metrics_per_upstream(gw):
     assert 'localgw_upstream_in_flight{upstream="box"} 0.0' in text
 
 
+async def test_start_chat_runs_an_upstream_model(upstream, direct, tmp_path, monkeypatch):
+    """The seam /v1/messages and /v1/responses use: a ChatCall whose chunks come from upstream."""
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from localgw.chat.requests import ChatRequest, parse_body
+    from localgw.server import routes
+    from localgw.server.app import create_app
+    from localgw.server.settings import ServerSettings
+    from localgw.upstreams.config import UpstreamConfig
+
+    monkeypatch.setenv("LOCALGW_HOME", str(tmp_path))
+    monkeypatch.setenv("BOX_KEY", UPSTREAM_KEY)
+    app = create_app(ServerSettings(upstreams=[UpstreamConfig("box", upstream.url + "/v1",
+                                                              api_key_env="BOX_KEY")]))
+
+    async def front_door(request):
+        call = await routes.start_chat(request, parse_body(ChatRequest, await request.body()))
+        try:
+            chunks = [c async for c in call.chunks]
+        finally:
+            await call.close()
+        return JSONResponse({"id": call.id, "model": call.model, "chunks": chunks,
+                             "usage": call.usage.to_dict()})
+
+    app.router.routes.append(Route("/test/start_chat", front_door, methods=["POST"]))
+    await app.state.upstreams.start()
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://gateway", timeout=60) as c:
+            got = (await c.post("/test/start_chat", json=chat(logit_bias=EOS_BAN))).json()
+    finally:
+        await app.state.upstreams.close()
+    want = direct.post("/v1/chat/completions", json=chat(logit_bias=EOS_BAN)).json()
+    chunks = got["chunks"]
+    assert {c["id"] for c in chunks} == {got["id"]} and {c["model"] for c in chunks} == {REMOTE}
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) \
+        == want["choices"][0]["message"]["content"]
+    assert got["usage"]["completion_tokens"] == 8 and got["usage"]["prompt_tokens"] > 0
+
+
 # ---- faults ---------------------------------------------------------------------------------------
 def test_clashing_id_is_asked_for_by_its_own_name(gw, faults):
     resp = gw.post("/v1/chat/completions", json=chat(f"faults/{MODEL_ID}"))
