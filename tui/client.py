@@ -43,6 +43,7 @@ class ModelInfo:
     size: int | None = None
     features: list[str] = field(default_factory=list)
     loaded: bool = False
+    upstream: str | None = None  # the engine that serves it, when not this server
 
     def label(self) -> str:
         parts = [self.id]
@@ -108,7 +109,8 @@ class HttpChatClient:
     async def list_models(self) -> list[ModelInfo]:
         data = await self._get("/v1/models")
         return [ModelInfo(m["id"], m.get("context_length"), m.get("quantization"), m.get("size"),
-                          m.get("supported_features") or [], bool(m.get("loaded")))
+                          m.get("supported_features") or [], bool(m.get("loaded")),
+                          m.get("upstream"))
                 for m in data.get("data", [])]
 
     async def stream_chat(self, model: str, messages: list[dict], *, temperature: float | None,
