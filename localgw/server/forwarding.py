@@ -57,14 +57,14 @@ async def upstream_model(request: Request, model_id: str) -> dict | None:
 
 
 async def _open(request: Request, targets: list[Target], path: str,
-                body_for: Callable[[str], bytes], stream: bool) -> Exchange:
+                body_for: Callable[[str], bytes], stream: bool, decode: bool = True) -> Exchange:
     """Open the exchange; if the client leaves meanwhile, close whatever was opened."""
     opened: list[Exchange] = []
 
     async def work() -> Exchange:
         exchange = await open_first(targets, path, body_for, stream=stream,
                                     request_id=request.scope.get("state", {}).get("request_id"),
-                                    recorder=request.app.state.metrics.upstreams)
+                                    recorder=request.app.state.metrics.upstreams, decode=decode)
         opened.append(exchange)
         return exchange
 
@@ -104,11 +104,11 @@ async def forward_if_upstream(request: Request, path: str) -> Response | None:
 
     stream = data.get("stream") is True
     try:
-        exchange = await _open(request, targets, path, body_for, stream)
+        exchange = await _open(request, targets, path, body_for, stream, decode=False)
     except ClientGone:
         return Response(status_code=CLIENT_CLOSED)
     if stream:
-        return EventStreamResponse(_raw_events(exchange), exchange.close)
+        return EventStreamResponse(exchange.raw(), exchange.close)
     try:
         content = await run_until_disconnect(request.receive, exchange.read)
     except ClientGone:
@@ -118,11 +118,6 @@ async def forward_if_upstream(request: Request, path: str) -> Response | None:
     upstream = exchange.response
     return Response(content, status_code=upstream.status_code,
                     media_type=upstream.headers.get("content-type", "application/json"))
-
-
-async def _raw_events(exchange: Exchange) -> AsyncIterator[bytes]:
-    async for raw, _ in exchange.events():
-        yield raw
 
 
 @dataclass
@@ -155,9 +150,7 @@ async def start_upstream_chat(request: Request, targets: list[Target],
     want_usage = bool(req.stream and req.stream_options and req.stream_options.include_usage)
 
     async def chunks() -> AsyncIterator[dict]:
-        async for _, chunk in exchange.events():
-            if chunk is None:
-                continue
+        async for chunk in exchange.events():
             if "error" in chunk:
                 message = error_fields(json.dumps(chunk).encode())[0]
                 raise UpstreamBroken(exchange.upstream.client.fault(message))

@@ -17,6 +17,7 @@ import os
 import time
 from typing import TYPE_CHECKING, AsyncIterator, Callable, Protocol
 
+import anyio
 import httpx
 
 from localgw.errors import QueueFull, UpstreamBroken, UpstreamError, UpstreamRejected, UpstreamUnreachable
@@ -31,6 +32,7 @@ logging.getLogger("httpx").setLevel(logging.WARNING)
 CONNECT_TIMEOUT = 10.0   # seconds, at most: a refused or unroutable host fails over quickly
 LIST_TIMEOUT = 10.0      # seconds, at most, for /v1/models
 MAX_ERROR_BODY = 64 * 1024
+DRAIN_TIMEOUT = 1.0      # seconds to wait for a stream's end after its [DONE]
 
 
 class Recorder(Protocol):
@@ -171,8 +173,10 @@ class Exchange:
         self.target, self.response, self.started = target, response, started
         self.sent, self.received = sent, 0
         self.recorder = recorder
-        self._first: tuple[bytes, dict | None] | None = None
-        self._events: AsyncIterator[tuple[bytes, dict | None]] | None = None
+        self._first: list[tuple[bytes, dict | None]] | None = None
+        self._batches: AsyncIterator[list[tuple[bytes, dict | None]]] | None = None
+        self._pieces: AsyncIterator[bytes] | None = None
+        self._done = False  # the upstream said [DONE]: what follows is the body's end, to drain
         self._closed = False
 
     @property
@@ -188,41 +192,70 @@ class Exchange:
         self.received = len(body)
         return body
 
-    async def first_event(self) -> None:
-        """Wait for the stream's first event, so a failure before it is still a plain 502."""
+    async def first_event(self, decode: bool = True) -> None:
+        """Wait for the stream's first event, so a failure before it is still a plain 502.
+
+        `decode=False` checks each event's shape without parsing its JSON (for passing on).
+        """
         if "text/event-stream" not in self.response.headers.get("content-type", ""):
             raise self._broken(UpstreamBroken(self.upstream.client.fault(
                 f"answered a stream request with {self.response.headers.get('content-type')!r}, "
                 "not text/event-stream")))
-        self._events = self._read_events()
+        self._batches = self._read_batches(decode)
         try:
-            self._first = await self._events.__anext__()
+            self._first = await self._batches.__anext__()
         except StopAsyncIteration:  # [DONE] at once: an empty stream, passed on as one
             self._first = None
 
-    async def events(self) -> AsyncIterator[tuple[bytes, dict | None]]:
-        """(raw event bytes, its JSON data or None) until the upstream's [DONE] (not yielded)."""
+    async def batches(self) -> AsyncIterator[list[tuple[bytes, dict | None]]]:
+        """The events each read from the upstream brought, as (raw bytes, JSON data or None),
+        until its [DONE] (not included)."""
         if self._first is not None:
             first, self._first = self._first, None
             yield first
-        async for event in self._events:
-            yield event
+        async for batch in self._batches:
+            yield batch
 
-    async def _read_events(self) -> AsyncIterator[tuple[bytes, dict | None]]:
+    async def events(self) -> AsyncIterator[dict]:
+        """The decoded JSON of each event, one by one."""
+        async for batch in self.batches():
+            for _, data in batch:
+                if data is not None:
+                    yield data
+
+    async def raw(self) -> AsyncIterator[bytes]:
+        """The bytes of each read's complete events: one write downstream per read upstream."""
+        async for batch in self.batches():
+            yield b"".join(raw for raw, _ in batch)
+
+    async def _read_batches(self, decode: bool) -> AsyncIterator[list[tuple[bytes, dict | None]]]:
         client = self.upstream.client
         buffer = b""
+        self._pieces = self.response.aiter_bytes()
         try:
-            async for piece in self.response.aiter_bytes():
+            async for piece in self._pieces:
                 self.received += len(piece)
                 buffer += piece
                 if b"\r" in buffer:
                     buffer = buffer.replace(b"\r\n", b"\n")
+                batch, fault = [], None
                 while (end := buffer.find(b"\n\n")) >= 0:
                     raw, buffer = buffer[:end + 2], buffer[end + 2:]
-                    data = parse_event(raw, client)
+                    try:
+                        data = parse_event(raw, client, decode)
+                    except UpstreamBroken as exc:
+                        fault = exc
+                        break
                     if data == "[DONE]":
-                        return
-                    yield raw, data
+                        self._done = True
+                        break
+                    batch.append((raw, data))
+                if batch:
+                    yield batch  # what came before a fault is passed on first
+                if fault is not None:
+                    raise fault
+                if self._done:
+                    return
         except httpx.HTTPError as exc:
             raise self._broken(client.broken(exc)) from None
         except UpstreamBroken as exc:
@@ -240,8 +273,10 @@ class Exchange:
             return
         self._closed = True
         try:
-            if self._events is not None:
-                await self._events.aclose()
+            if self._batches is not None:
+                await self._batches.aclose()
+            if self._done:
+                await self._drain()
             await self.response.aclose()  # unread: the connection is dropped, the upstream stops
         finally:
             self.upstream.give_back()
@@ -251,11 +286,25 @@ class Exchange:
                                        self.received)
 
 
+    async def _drain(self) -> None:
+        """Read the body's end after [DONE], so the connection goes back to the pool."""
+        try:
+            with anyio.fail_after(DRAIN_TIMEOUT):
+                async for _ in self._pieces:
+                    pass
+        except (TimeoutError, httpx.HTTPError):
+            pass  # then the connection is dropped instead
+
+
 _FIELDS = (b"event:", b"id:", b"retry:", b":")
 
 
-def parse_event(raw: bytes, client: UpstreamClient) -> dict | str | None:
-    """An SSE event's data: a dict, "[DONE]", or None (a comment or keep-alive)."""
+def parse_event(raw: bytes, client: UpstreamClient, decode: bool = True) -> dict | str | None:
+    """An SSE event's data: a dict (None if not `decode`d), "[DONE]", or None for a comment.
+
+    Undecoded, a data payload is still checked to look like one JSON object (braces at both
+    ends): enough to tell garbage from an engine's events without parsing each one.
+    """
     data = []
     for line in raw.split(b"\n"):
         if line.startswith(b"data:"):
@@ -264,9 +313,11 @@ def parse_event(raw: bytes, client: UpstreamClient) -> dict | str | None:
             raise UpstreamBroken(client.fault(f"sent something that is not SSE: {line[:80]!r}"))
     if not data:
         return None
-    payload = b"\n".join(data)
-    if payload.strip() == b"[DONE]":
+    payload = b"\n".join(data).strip()
+    if payload == b"[DONE]":
         return "[DONE]"
+    if not decode and payload[:1] == b"{" and payload[-1:] == b"}":
+        return None
     try:
         parsed = json.loads(payload)
     except (ValueError, UnicodeDecodeError):
@@ -284,8 +335,8 @@ def _unsent(upstream: Upstream, recorder: Recorder | None, started: float, sent:
 
 
 async def open_first(targets: list[Target], path: str, body_for: Callable[[str], bytes], *,
-                     stream: bool, request_id: str | None,
-                     recorder: Recorder | None = None) -> Exchange:
+                     stream: bool, request_id: str | None, recorder: Recorder | None = None,
+                     decode: bool = True) -> Exchange:
     """Send to the first upstream that takes it: a full one or an unreachable one is skipped."""
     faults: list[Exception] = []
     for target in targets:
@@ -309,7 +360,7 @@ async def open_first(targets: list[Target], path: str, body_for: Callable[[str],
                 raise await upstream.client.refuse(response)
             exchange = Exchange(target, response, started, len(body), recorder)
             if stream:
-                await exchange.first_event()
+                await exchange.first_event(decode)
             upstream.record_success()
             return exchange
         except UpstreamUnreachable as exc:

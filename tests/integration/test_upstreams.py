@@ -119,11 +119,19 @@ def test_models_are_listed_with_their_source(gw):
     assert one["id"] == REMOTE and one["upstream"] == "box"
 
 
-def test_health_shows_each_upstream(gw, gateway):
+def test_health_and_ps_show_each_upstream(gw, gateway):
     upstreams = {u["name"]: u for u in gw.get("/health").json()["upstreams"]}
     assert upstreams["box"]["reachable"] is True and upstreams["box"]["models"] == [REMOTE]
     assert upstreams["box"]["in_flight"] == 0 and upstreams["box"]["last_error"] is None
     assert upstreams["narrow"]["max_concurrency"] == 1
+    ps = subprocess.run([sys.executable, "-m", "localgw", "ps", "--url", gateway.url],
+                        capture_output=True, text=True, env={"LOCALGW_API_KEY": GATEWAY_KEY,
+                                                             "PATH": "/usr/bin:/bin",
+                                                             "COLUMNS": "200"})
+    assert ps.returncode == 0, ps.stderr
+    rows = {line.split()[0]: line for line in ps.stdout.splitlines() if line.strip()}
+    assert "UPSTREAM" in rows and REMOTE in rows["box"] and " yes " in rows["box"]
+    assert "0/1" in rows["narrow"]
 
 
 # ---- forwarding a real model -----------------------------------------------------------------

@@ -80,6 +80,11 @@ def test_parse_event():
         parse_event(b"<html>\n\n", CLIENT)
     with pytest.raises(UpstreamBroken, match="not a JSON object"):
         parse_event(b"data: {oops\n\n", CLIENT)
+    # passed on undecoded: only the shape is checked
+    assert parse_event(b'data: {"a": 1}\n\n', CLIENT, decode=False) is None
+    assert parse_event(b"data: [DONE]\n\n", CLIENT, decode=False) == "[DONE]"
+    with pytest.raises(UpstreamBroken, match="not a JSON object"):
+        parse_event(b"data: oops\n\n", CLIENT, decode=False)
 
 
 def test_error_fields_of_the_usual_shapes():
