@@ -57,7 +57,8 @@ class UpstreamClient:
             base_url=config.url + "/", headers=headers, follow_redirects=False,
             timeout=httpx.Timeout(config.timeout, connect=min(CONNECT_TIMEOUT, config.timeout),
                                   pool=None),
-            limits=httpx.Limits(max_connections=config.max_concurrency,
+            # one connection more than requests may run: the model-list refresh never waits
+            limits=httpx.Limits(max_connections=config.max_concurrency and config.max_concurrency + 1,
                                 max_keepalive_connections=config.max_concurrency or 32))
 
     def fault(self, what: str) -> str:
@@ -113,7 +114,8 @@ class UpstreamClient:
     async def open(self, path: str, body: bytes, *, stream: bool,
                    request_id: str | None) -> httpx.Response:
         """POST and wait for the status line (the body is left to read)."""
-        headers = {"Content-Type": "application/json",
+        # identity: a compressed stream would be held back by the compressor, not passed on
+        headers = {"Content-Type": "application/json", "Accept-Encoding": "identity",
                    "Accept": "text/event-stream" if stream else "application/json"}
         if request_id:
             headers["X-Request-ID"] = request_id
