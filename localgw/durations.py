@@ -34,3 +34,18 @@ def describe(seconds: float | None) -> str:
     if seconds >= 60:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds}s"
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib|t|tb|tib)?")
+_SIZE_UNIT = {None: 1, "b": 1, "k": 1024, "kb": 1000, "kib": 1024, "m": 2 ** 20, "mb": 10 ** 6,
+              "mib": 2 ** 20, "g": 2 ** 30, "gb": 10 ** 9, "gib": 2 ** 30, "t": 2 ** 40,
+              "tb": 10 ** 12, "tib": 2 ** 40}
+
+
+def parse_size(value) -> int:
+    """Bytes from `2GiB`, `512MiB`, `1.5G`, `0` or a plain number. Raises ValueError."""
+    text = str(value).strip().lower()
+    match = _SIZE.fullmatch(text)
+    if not match:
+        raise ValueError(f"{value!r} is not a size (try 2GiB, 512MiB or 0)")
+    return int(float(match.group(1)) * _SIZE_UNIT[match.group(2)])

@@ -39,6 +39,8 @@ class Manifest(BaseModel):
     commit: str | None = None
     hugging_face_id: str | None = None
     created_at: str = ""
+    # the original repo's generation_config.json, captured at pull time (sampling defaults)
+    generation_config: dict | None = None
 
     @property
     def path(self) -> str:

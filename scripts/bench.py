@@ -5,6 +5,7 @@
     .venv/bin/python scripts/bench.py --url http://127.0.0.1:8000 --model ID --gguf PATH
     .venv/bin/python scripts/bench.py --json bench-results.json
     .venv/bin/python scripts/bench.py --upstream      # gateway → upstream vs direct (serve --upstream)
+    .venv/bin/python scripts/bench.py --chat-app      # only: the chat app attached vs. not
 
 Measures time to first token (TTFT) and decode tokens/s for a short and a ~1,500-token prompt,
 TTFT on each turn of a 6-turn conversation, and 4 concurrent clients. Server and in-process
@@ -55,9 +56,9 @@ class ServerSide:
         self.url, self.model = url.rstrip("/"), model
         self.http = httpx.Client(base_url=self.url, timeout=600)
 
-    def stream(self, msgs: list[dict], max_tokens: int = DECODE_TOKENS) -> dict:
+    def stream(self, msgs: list[dict], max_tokens: int = DECODE_TOKENS, **extra) -> dict:
         body = {"model": self.model, "messages": msgs, "temperature": 0, "max_tokens": max_tokens,
-                "stream": True, "stream_options": {"include_usage": True}}
+                "stream": True, "stream_options": {"include_usage": True}, **extra}
         start = time.perf_counter()
         stamps, text, usage = [], "", {}
         with self.http.stream("POST", "/v1/chat/completions", json=body) as resp:
@@ -139,6 +140,89 @@ def concurrent_clients(server: ServerSide, n: int = 4) -> dict:
     wall = time.perf_counter() - start
     return {"clients": n, "aggregate_tps": sum(t for t, _ in results) / wall,
             "slowest_s": max(s for _, s in results)}
+
+
+# ---- the chat app attached (--chat-app) ------------------------------------------------------
+CHAT_APP_TOKENS = 400
+EOS_BAN = {"2": -100}  # SmolLM2's <|im_end|>: every answer runs to CHAT_APP_TOKENS
+CHAT_APP_PROMPT = "Write a long story about a dragon."
+
+
+def chat_app_trial(url: str, model: str) -> dict:
+    """One long answer streamed into the chat app (headless, in this process: it lays out and
+    paints every update as on a terminal), timed as each content delta reaches the app."""
+    import asyncio
+    import tempfile
+
+    from localgw.tui.app import ChatApp
+    from localgw.tui.client import Delta, HttpChatClient
+    from localgw.tui.history import ChatHistory
+
+    stamps: list[float] = []
+
+    class Timed(HttpChatClient):
+        async def stream_chat(self, *args, **kwargs):
+            async for event in super().stream_chat(*args, **kwargs):
+                if isinstance(event, Delta) and event.content:
+                    stamps.append(time.perf_counter())
+                yield event
+
+    async def run() -> str:
+        with tempfile.TemporaryDirectory() as tmp:
+            history = ChatHistory(Path(tmp) / "chat.sqlite")
+            client = Timed(url, extra_body={"logit_bias": EOS_BAN})
+            app = ChatApp(client, history, model=model)
+            try:
+                async with app.run_test(size=(100, 40)) as pilot:
+                    await pilot.pause()
+                    app.conv.temperature, app.conv.max_tokens = 0.0, CHAT_APP_TOKENS  # as a user sets them
+                    app.query_one("#prompt").value = messages(CHAT_APP_PROMPT)[0]["content"]
+                    await pilot.press("enter")
+                    await pilot.pause()
+                    while app.generating:
+                        await asyncio.sleep(0.05)
+                    return app.last_stats
+            finally:
+                await client.aclose()
+                history.close()
+
+    start = time.perf_counter()
+    status = asyncio.run(run())
+    return timing(start, stamps, len(stamps), "", 0) | {"status": status}
+
+
+def chat_app_case(server: ServerSide) -> dict:
+    """Decode tok/s of the same long answer with the chat app attached and from this benchmark's
+    client, alternating, medians of REPEATS each."""
+    runs: dict = {"client": [], "app": []}
+    for _ in range(REPEATS):
+        time.sleep(SETTLE)
+        runs["client"].append(server.stream(messages(CHAT_APP_PROMPT), CHAT_APP_TOKENS,
+                                            logit_bias=EOS_BAN))
+        time.sleep(SETTLE)
+        runs["app"].append(chat_app_trial(server.url, server.model))
+    out = {k: {"decode_tps": statistics.median(r["decode_tps"] for r in rs),
+               "tokens": statistics.median(r["tokens"] for r in rs),
+               "all_tps": [round(r["decode_tps"], 1) for r in rs]} for k, rs in runs.items()}
+    out["ratio"] = out["app"]["decode_tps"] / out["client"]["decode_tps"]
+    return out
+
+
+def report_chat_app(r: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    c = r["chat_app"]
+    t = Table(title=f"localgw bench --chat-app: {r['model']}, {CHAT_APP_TOKENS}-token answer, "
+                    f"temperature 0, {r['threads']} threads")
+    for col in ("measure", "benchmark client", "chat app attached", "ratio"):
+        t.add_column(col)
+    t.add_row("decode tok/s (median)", f"{c['client']['decode_tps']:.1f}", f"{c['app']['decode_tps']:.1f}",
+              f"{c['ratio']:.2f}×")
+    t.add_row("decode tok/s (each trial)", ", ".join(map(str, c["client"]["all_tps"])),
+              ", ".join(map(str, c["app"]["all_tps"])), "")
+    t.add_row("content deltas (median)", f"{c['client']['tokens']:.0f}", f"{c['app']['tokens']:.0f}", "")
+    Console().print(t)
 
 
 def start_server(gguf: str | None, threads: int, extra: tuple[str, ...] = (),
@@ -233,6 +317,8 @@ def main() -> None:
     ap.add_argument("--json", metavar="FILE", help="also save the results as JSON")
     ap.add_argument("--upstream", action="store_true",
                     help="only the upstream case: a gateway forwarding to a second server vs direct")
+    ap.add_argument("--chat-app", action="store_true",
+                    help="only: decode tok/s of a long answer with the chat app attached vs. without")
     args = ap.parse_args()
     gguf = args.gguf or str(embedded_model_path())
     model = args.model or Path(gguf).stem
@@ -251,24 +337,34 @@ def main() -> None:
     try:
         server = ServerSide(args.url, model)
         server.stream(messages("warm up"), 8)
-        local = InProcess(gguf, args.threads)  # loaded beside the server; never decoding with it
-        local.stream(messages("warm up"), 8)
-        results["server"], results["in_process"] = {}, {}
-        for kind, content in (("short", "Write a long story about a dragon."), ("long", long_prompt())):
-            results["server"][kind], results["in_process"][kind] = paired_medians(server, local, content)
-        time.sleep(SETTLE)
-        results["server"]["conversation_ttft_ms"] = conversation(server)
-        time.sleep(SETTLE)
-        results["in_process"]["conversation_ttft_ms"] = conversation(local)
-        time.sleep(SETTLE)
-        results["concurrent"] = concurrent_clients(server)
+        if args.chat_app:
+            results["chat_app"] = chat_app_case(server)
+        else:
+            main_cases(server, gguf, args.threads, results)
     finally:
         if proc:
             proc.terminate()
             proc.wait(30)
-    report(results)
+    if args.chat_app:
+        report_chat_app(results)
+    else:
+        report(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+def main_cases(server: ServerSide, gguf: str, threads: int, results: dict) -> None:
+    local = InProcess(gguf, threads)  # loaded beside the server; never decoding with it
+    local.stream(messages("warm up"), 8)
+    results["server"], results["in_process"] = {}, {}
+    for kind, content in (("short", "Write a long story about a dragon."), ("long", long_prompt())):
+        results["server"][kind], results["in_process"][kind] = paired_medians(server, local, content)
+    time.sleep(SETTLE)
+    results["server"]["conversation_ttft_ms"] = conversation(server)
+    time.sleep(SETTLE)
+    results["in_process"]["conversation_ttft_ms"] = conversation(local)
+    time.sleep(SETTLE)
+    results["concurrent"] = concurrent_clients(server)
 
 
 def report(r: dict) -> None:

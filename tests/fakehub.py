@@ -109,8 +109,10 @@ class FakeHub:
         self.server.server_close()
 
     # ---- what tests ask of the log ------------------------------------------------------
-    def file_gets(self) -> list[LoggedRequest]:
-        return [r for r in self.log if r.method == "GET" and "/resolve/" in r.path]
+    def file_gets(self, suffix: str = ".gguf") -> list[LoggedRequest]:
+        """GETs of model files (by default; pull also reads the small generation_config.json)."""
+        return [r for r in self.log if r.method == "GET" and "/resolve/" in r.path
+                and r.path.endswith(suffix)]
 
     def bytes_sent(self) -> int:
         return sum(r.sent for r in self.file_gets())

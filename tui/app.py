@@ -168,9 +168,16 @@ class ChatApp(App):
             else:
                 await self.action_new_chat()
 
+    @work(exclusive=True, group="models")
     async def action_settings(self) -> None:
-        if self.conv:
-            self.push_screen(SettingsScreen(self.conv), self._settings_saved)
+        if not self.conv:
+            return
+        try:  # the model's own defaults, shown beside the fields; the screen works without them
+            models = await self.client.list_models()
+        except ClientError:
+            models = []
+        info = next((m for m in models if m.id == self.model), None)
+        self.push_screen(SettingsScreen(self.conv, info), self._settings_saved)
 
     def _settings_saved(self, conv: Conversation | None) -> None:
         if conv:
@@ -284,7 +291,7 @@ class ChatApp(App):
                     if event.reasoning:
                         reply.add_reasoning(event.reasoning)
                     if event.content:
-                        await reply.add_content(event.content)
+                        reply.add_content(event.content)
                     if event.tool_calls:
                         reply.tool_calls.add(event.tool_calls)
                 elif isinstance(event, Finished):

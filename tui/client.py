@@ -43,7 +43,12 @@ class ModelInfo:
     size: int | None = None
     features: list[str] = field(default_factory=list)
     loaded: bool = False
+    default_sampling: dict = field(default_factory=dict)  # what the server uses for fields left out
     upstream: str | None = None  # the engine that serves it, when not this server
+
+    def defaults_label(self) -> str:
+        """e.g. "temperature 0.7 · top_p 0.8 · top_k 20", or "" when the server does not say."""
+        return " · ".join(f"{k} {v}" for k, v in self.default_sampling.items() if v is not None)
 
     def label(self) -> str:
         parts = [self.id]
@@ -85,8 +90,13 @@ def _error_text(response: httpx.Response) -> str:
 
 
 class HttpChatClient:
-    def __init__(self, url: str, api_key: str | None = None, timeout: float = 600):
+    """`extra_body`: fields added to every chat request (e.g. a benchmark's logit_bias). Sampling
+    fields the user did not set are never sent: the server then uses the model's own defaults."""
+
+    def __init__(self, url: str, api_key: str | None = None, timeout: float = 600,
+                 extra_body: dict | None = None):
         self.url = base_url(url)
+        self.extra_body = dict(extra_body or {})
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.AsyncClient(base_url=self.url, headers=headers,
                                        timeout=httpx.Timeout(timeout, connect=5))
@@ -110,12 +120,12 @@ class HttpChatClient:
         data = await self._get("/v1/models")
         return [ModelInfo(m["id"], m.get("context_length"), m.get("quantization"), m.get("size"),
                           m.get("supported_features") or [], bool(m.get("loaded")),
-                          m.get("upstream"))
+                          m.get("default_sampling") or {}, m.get("upstream"))
                 for m in data.get("data", [])]
 
     async def stream_chat(self, model: str, messages: list[dict], *, temperature: float | None,
                           max_tokens: int | None) -> AsyncIterator[Delta | Finished]:
-        body = {"model": model, "messages": messages, "stream": True,
+        body = {**self.extra_body, "model": model, "messages": messages, "stream": True,
                 "stream_options": {"include_usage": True}}
         if temperature is not None:
             body["temperature"] = temperature

@@ -40,9 +40,10 @@ class SettingsScreen(ModalScreen[Conversation | None]):
 
     BINDINGS = [("escape", "dismiss(None)", "Cancel")]
 
-    def __init__(self, conv: Conversation):
+    def __init__(self, conv: Conversation, model: ModelInfo | None = None):
         super().__init__()
         self.conv = conv
+        self.model = model  # for the model's own sampling defaults, shown beside the fields
 
     def compose(self) -> ComposeResult:
         c = self.conv
@@ -50,13 +51,21 @@ class SettingsScreen(ModalScreen[Conversation | None]):
             yield Label("Conversation settings", classes="dialog-title")
             yield Label("System prompt")
             yield TextArea(c.system_prompt, id="system")
+            defaults = self.model.defaults_label() if self.model else ""
+            model_temperature = (self.model.default_sampling.get("temperature")
+                                 if self.model else None)
             with Horizontal(classes="row"):
                 yield Label("Temperature ")
                 yield Input("" if c.temperature is None else str(c.temperature), id="temperature",
-                            placeholder="default", type="number")
+                            placeholder="default" if model_temperature is None
+                            else f"model: {model_temperature}", type="number")
                 yield Label(" Max tokens ")
                 yield Input("" if c.max_tokens is None else str(c.max_tokens), id="max_tokens",
                             placeholder="no limit", type="integer")
+            defaults_label = Label(f"Model defaults (used for what you leave empty): {defaults}",
+                                   id="model-defaults", markup=False)
+            defaults_label.display = bool(defaults)
+            yield defaults_label
             with Horizontal(classes="row buttons"):
                 yield Button("Save", variant="primary", id="save")
                 yield Button("Cancel", id="cancel")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from localgw.chat.defaults import DefaultSampling, resolve_defaults
 from localgw.chat.requests import ChatRequest, Message, SamplingFields
 from localgw.engine.types import SamplingParams
 from localgw.errors import InvalidRequest
@@ -94,20 +95,29 @@ def check_tool_choice(request: ChatRequest) -> None:
 
 
 def sampling_params(request: SamplingFields, *, logprobs: bool = False, top_logprobs: int = 0,
-                    grammar: str | None = None) -> SamplingParams:
-    """Engine parameters with OpenAI defaults (temperature 1, top_p 1, no penalties)."""
-    repeat = request.repetition_penalty or request.repeat_penalty or 1.0
+                    grammar: str | None = None, defaults: DefaultSampling | None = None,
+                    max_output: int | None = None) -> SamplingParams:
+    """Engine parameters: what the request sends, else the model's defaults (chat.defaults).
+
+    `max_output` caps a reply whose request names no max_tokens (serve --max-output).
+    """
+    d = defaults or resolve_defaults()
+
+    def pick(value, name):
+        return d.get(name) if value is None else value
+
+    repeat = request.repetition_penalty or request.repeat_penalty or d.get("repetition_penalty", 1.0)
     return SamplingParams(
-        temperature=1.0 if request.temperature is None else request.temperature,
-        top_p=1.0 if request.top_p is None else request.top_p,
-        top_k=max(request.top_k or 0, 0),
-        min_p=request.min_p or 0.0,
+        temperature=pick(request.temperature, "temperature"),
+        top_p=pick(request.top_p, "top_p"),
+        top_k=max(pick(request.top_k, "top_k") or 0, 0),
+        min_p=pick(request.min_p, "min_p") or 0.0,
         seed=request.seed,
         frequency_penalty=request.frequency_penalty or 0.0,
         presence_penalty=request.presence_penalty or 0.0,
         repeat_penalty=repeat,
         logit_bias={int(k): float(v) for k, v in (request.logit_bias or {}).items()},
-        max_tokens=request.token_limit,
+        max_tokens=request.token_limit or max_output,
         stop=request.stop_list,
         logprobs=logprobs,
         top_logprobs=top_logprobs,

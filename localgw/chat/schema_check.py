@@ -3,6 +3,7 @@ unconstrained answer. The error names the keyword and its JSON pointer."""
 
 from __future__ import annotations
 
+import math
 import re
 
 from localgw.errors import InvalidRequest
@@ -15,7 +16,7 @@ _BY_TYPE = {
     "array": {"items", "prefixItems", "minItems", "maxItems"},
     "string": {"pattern", "format", "minLength", "maxLength"},
     "integer": {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"},
-    "number": set(),
+    "number": {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"},
     "boolean": set(),
     "null": set(),
 }
@@ -53,9 +54,7 @@ def check_schema(schema, pointer: str = "", root=None) -> None:
         allowed |= _BY_TYPE[t]
     for key in schema:
         if key not in allowed:
-            number_bound = key in _BY_TYPE["integer"] and "number" in type_list
-            _fail(key, f"{pointer}/{key}", "bounds are enforced on integers only" if number_bound
-                  else "")
+            _fail(key, f"{pointer}/{key}")
     if isinstance(types, list) and len(type_list) > 1 and set(schema) & (
             set().union(*(_BY_TYPE[t] for t in type_list)) - set()):
         constrained = [k for k in schema if any(k in _BY_TYPE[t] for t in type_list)]
@@ -85,6 +84,7 @@ def check_schema(schema, pointer: str = "", root=None) -> None:
                 raise InvalidRequest(f"$ref {ref} at {pointer or '/'} points nowhere",
                                      param="response_format.json_schema.schema")
             target = target[part]
+    _check_bounds(schema, pointer)
     for key in ("minItems", "maxItems", "minLength", "maxLength"):
         if key in schema and (not isinstance(schema[key], int) or schema[key] < 0):
             raise InvalidRequest(f"{key} at {pointer or '/'} must be a non-negative integer",
@@ -105,6 +105,29 @@ def check_schema(schema, pointer: str = "", root=None) -> None:
         sub = schema.get(key)
         if isinstance(sub, dict):
             check_schema(sub, f"{pointer}/{key}", root)
+
+
+def _check_bounds(schema: dict, pointer: str) -> None:
+    """Bounds are numbers, and some value lies between them."""
+    present = [k for k in _BY_TYPE["number"] if k in schema]
+    for key in present:
+        if isinstance(schema[key], bool) or not isinstance(schema[key], (int, float)):
+            raise InvalidRequest(f"{key} at {pointer or '/'} must be a number",
+                                 param="response_format.json_schema.schema")
+    lows = [(schema[k], k == "exclusiveMinimum") for k in ("minimum", "exclusiveMinimum") if k in schema]
+    highs = [(schema[k], k == "exclusiveMaximum") for k in ("maximum", "exclusiveMaximum") if k in schema]
+    if not lows or not highs:
+        return
+    lo, lo_x = max(lows)  # the tighter bound; at a tie the exclusive one
+    hi, hi_x = min(highs, key=lambda b: (b[0], not b[1]))
+    empty = lo > hi or (lo == hi and (lo_x or hi_x))
+    if schema.get("type") == "integer":
+        first = math.floor(lo) + 1 if lo_x or lo != math.floor(lo) else lo
+        last = math.ceil(hi) - 1 if hi_x or hi != math.ceil(hi) else hi
+        empty = first > last
+    if empty:
+        raise InvalidRequest(f"JSON schema at {pointer or '/'}: no value lies between its bounds",
+                             param="response_format.json_schema.schema")
 
 
 def _escape(name: str) -> str:

@@ -45,7 +45,7 @@ def list_(json_: bool = typer.Option(False, "--json")):
     table(["ID", "REPO", "FILE", "QUANT", "SIZE", "ADDED"],
           [[m.id, m.repo or "-", Path(m.path).name + (f" (+{len(m.files) - 1})" if len(m.files) > 1 else ""),
             m.quantization or "-", human_size(m.size), m.created_at[:16].replace("T", " ")]
-           for m in manifests])
+           for m in manifests], keep=0, whole=(1, 2))
 
 
 @app.command("show")
@@ -58,11 +58,15 @@ def show(model_id: str = typer.Argument(..., metavar="ID"),
     """One model: GGUF metadata, template family, tool/reasoning support, paths."""
     from localgw.gguf import read_gguf
 
-    manifest = ModelStore().require(model_id)
+    manifest = _find_model(model_id)
     info = read_gguf(manifest.path)
     if estimate:
         return _show_estimate(manifest, info, ctx, gpu_layers, json_)
-    data = manifest.model_dump() | {"gguf": info.summary()}
+    from localgw.chat.defaults import defaults_for_manifest
+
+    sampling = defaults_for_manifest(manifest)
+    data = manifest.model_dump() | {"gguf": info.summary(), "default_sampling": sampling.values,
+                                    "default_sampling_sources": sampling.sources}
     if json_:
         print_json(data)
         return
@@ -73,9 +77,25 @@ def show(model_id: str = typer.Argument(..., metavar="ID"),
             ("reasoning", "yes" if manifest.supports_reasoning else "no"),
             ("size", human_size(manifest.size))]
     rows += [("repo", f"{manifest.repo}@{manifest.commit}")] if manifest.repo else []
+    rows += [("sampling defaults", ", ".join(f"{k} {v:g} ({sampling.sources[k]})"
+                                             for k, v in sampling.values.items()))]
     rows += [("file" if len(manifest.files) == 1 else f"file {i + 1}", f.path)
              for i, f in enumerate(manifest.files)]
     table(["", ""], [list(r) for r in rows])
+
+
+def _find_model(model_id: str):
+    """A registered model, or the embedded default that `serve` serves when the store is empty."""
+    from localgw.defaults import DEFAULT_MODEL_ID, embedded_model_path
+    from localgw.gguf import read_gguf
+    from localgw.store import ModelFile, manifest_from_gguf
+
+    store = ModelStore()
+    path = embedded_model_path() if model_id == DEFAULT_MODEL_ID else None
+    if store.get(model_id) is None and path is not None:
+        return manifest_from_gguf(model_id, read_gguf(path),
+                                  [ModelFile(path=str(path), size=path.stat().st_size)], source="path")
+    return store.require(model_id)
 
 
 def _show_estimate(manifest, info, ctx, gpu_layers, json_) -> None:
@@ -136,6 +156,12 @@ def serve(
     insecure: bool = typer.Option(False, "--insecure", help="allow a non-loopback bind without a key"),
     reasoning_field: str = typer.Option("both", "--reasoning-field",
                                         help="where thinking goes: reasoning_content, reasoning or both"),
+    max_output: int = typer.Option(4096, "--max-output", min=1,
+                                   help="tokens a reply may have when the request sets no max_tokens"),
+    parallel: Optional[int] = typer.Option(None, "--parallel", min=1, max=64,
+                                           help="slots per model: requests decoded together (default by memory, at least 2)"),
+    cache_ram: Optional[str] = typer.Option(None, "--cache-ram",
+                                            help="host-RAM prompt cache, e.g. 2GiB or 512MiB; 0 turns it off (default min(2 GiB, 10% of RAM))"),
     upstream: list[str] = typer.Option([], "--upstream", metavar="[NAME=]URL",
                                        help="serve an OpenAI-compatible engine's models too (repeatable; "
                                             "more in $LOCALGW_HOME/upstreams.toml)"),
@@ -151,11 +177,23 @@ def serve(
         host=host or os.environ.get("LOCALGW_HOST", "127.0.0.1"),
         port=port if port is not None else int(os.environ.get("LOCALGW_PORT", "8000")),
         models=model, api_key=api_key or None, insecure=insecure,
-        load=LoadOptions(n_ctx=ctx, n_threads=threads, n_gpu_layers=gpu_layers, max_queue=max_queue),
+        load=LoadOptions(n_ctx=ctx, n_threads=threads, n_gpu_layers=gpu_layers, max_queue=max_queue,
+                         n_parallel=parallel, cache_ram=_cache_ram(cache_ram)),
+        max_output=max_output,
         max_loaded=max_loaded, keep_alive=_keep_alive(keep_alive), max_body_bytes=max_body,
         chat_template=_read_template(chat_template), reasoning_field=_reasoning_field(reasoning_field),
         upstreams=upstreams.load(upstream, config.home()))
     run_server(settings)
+
+
+def _cache_ram(value: str | None) -> int | None:
+    from localgw.durations import parse_size
+    if value is None:
+        return None
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--cache-ram") from None
 
 
 def _keep_alive(value: str) -> float | None:
@@ -209,7 +247,7 @@ def ps(url: str = typer.Option("http://127.0.0.1:8000", "--url"),
     table(["ID", "MEMORY", "CONTEXT", "GPU LAYERS", "ACTIVE", "UNLOADS IN"],
           [[m["id"], human_size(m.get("memory_bytes")), str(m.get("context_length")),
             str(m.get("gpu_layers", 0)), str(m.get("active_requests", 0)), until(m)]
-           for m in models])
+           for m in models], keep=0)
     _print_upstreams(health.get("upstreams", []))
 
 
@@ -220,7 +258,7 @@ def _print_upstreams(upstreams: list[dict]) -> None:
     table(["UPSTREAM", "URL", "REACHABLE", "MODELS", "IN FLIGHT", "LAST ERROR"],
           [[u["name"], u["url"], state[u["reachable"]], ", ".join(u["models"]) or "-",
             str(u["in_flight"]) + (f"/{u['max_concurrency']}" if u.get("max_concurrency") else ""),
-            u.get("last_error") or "-"] for u in upstreams])
+            u.get("last_error") or "-"] for u in upstreams], keep=0, whole=(1,))
 
 
 @app.command("pull")
@@ -274,7 +312,7 @@ def catalog(json_: bool = typer.Option(False, "--json")):
                      "family": e.family, "notes": e.notes} for e in CATALOG])
         return
     table(["ID", "GGUF REPO", "Q4_K_M", "NOTES"],
-          [[e.id, e.repos[0], f"{e.q4_k_m_gb:.1f} GB", e.notes] for e in CATALOG])
+          [[e.id, e.repos[0], f"{e.q4_k_m_gb:.1f} GB", e.notes] for e in CATALOG], keep=0, whole=(1,))
 
 
 @app.command("doctor")

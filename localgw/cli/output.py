@@ -35,10 +35,37 @@ def human_count(n: int | None) -> str:
     return str(n)
 
 
-def table(columns: list[str], rows: list[list[str]]) -> None:
-    t = Table(box=None, pad_edge=False, header_style="bold")
-    for col in columns:
-        t.add_column(col)
+# A column other than the kept one is shown only if it gets at least this many characters.
+_MIN_COLUMN = 8
+_GAP = 2  # between columns (box=None: one space of padding on each side)
+
+
+def table(columns: list[str], rows: list[list[str]], keep: int | None = None,
+          whole: tuple[int, ...] = ()) -> None:
+    """A table for people. Column `keep` (the id people copy into the next command) is never cut
+    or wrapped. Columns in `whole` (other names people copy) are shown unbroken or not at all;
+    the rest wrap. When the terminal is too narrow even so, columns are left out: `whole` ones
+    first, then the rest, rightmost first (`--json` always has everything)."""
+    shown = list(range(len(columns)))
+    unbroken = {keep, *whole} if keep is not None else set()
+
+    def need(i: int) -> int:
+        return max(len(c) for c in [columns[i], *(r[i] for r in rows)])
+
+    def least(i: int) -> int:  # what a column must get to be shown at all
+        return need(i) if i in unbroken else min(need(i), max(len(columns[i]), _MIN_COLUMN))
+
+    if keep is not None:
+        while len(shown) > 1 and sum(map(least, shown)) + _GAP * (len(shown) - 1) > stdout.width:
+            droppable = [i for i in shown if i in whole] or [i for i in shown if i != keep]
+            shown.remove(droppable[-1])
+    t = Table(box=None, pad_edge=False, header_style="bold",
+              width=need(keep) if keep is not None and need(keep) > stdout.width else None)
+    for i in shown:
+        if i in unbroken:
+            t.add_column(columns[i], no_wrap=True, min_width=need(i))
+        else:
+            t.add_column(columns[i], overflow="fold" if keep is not None else "ellipsis")
     for row in rows:
-        t.add_row(*row)
+        t.add_row(*(row[i] for i in shown))
     stdout.print(t)

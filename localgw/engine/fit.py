@@ -76,37 +76,40 @@ class ModelShape:
 
 @dataclass(frozen=True)
 class Estimate:
-    n_ctx: int
+    n_ctx: int               # per slot: what one request may use
     n_gpu_layers: int
     weights: int
-    kv: int
+    kv: int                  # all slots: n_parallel x n_ctx cells
     compute: int
     gpu: int                 # bytes on the GPU(s)
     cpu: int                 # bytes in system memory
+    n_parallel: int = 1
 
     @property
     def total(self) -> int:
         return self.weights + self.kv + self.compute + OVERHEAD
 
     def to_dict(self) -> dict:
-        return {"context_length": self.n_ctx, "gpu_layers": self.n_gpu_layers,
+        return {"context_length": self.n_ctx, "parallel": self.n_parallel,
+                "gpu_layers": self.n_gpu_layers,
                 "weights_bytes": self.weights, "kv_cache_bytes": self.kv,
                 "compute_bytes": self.compute, "gpu_bytes": self.gpu, "cpu_bytes": self.cpu,
                 "total_bytes": self.total}
 
 
-def estimate(shape: ModelShape, n_ctx: int, n_gpu_layers: int, n_ubatch: int = 512) -> Estimate:
-    """Memory for this context and offload; layer weights and KV split by layer."""
+def estimate(shape: ModelShape, n_ctx: int, n_gpu_layers: int, n_ubatch: int = 512,
+             n_parallel: int = 1) -> Estimate:
+    """Memory for this context, slots and offload; layer weights and KV split by layer."""
     layers = min(max(n_gpu_layers, 0), shape.n_layers + 1)  # +1: the output layer
     per_layer_w = shape.weights / (shape.n_layers + 1)
-    per_layer_kv = shape.kv_bytes(n_ctx) / shape.n_layers
-    kv = shape.kv_bytes(n_ctx)
+    kv = shape.kv_bytes(n_ctx * n_parallel)  # one KV stream per slot
+    per_layer_kv = kv / shape.n_layers
     compute = shape.compute_bytes(n_ctx, n_ubatch)
     gpu = 0
     if layers:
         gpu = int(per_layer_w * layers + per_layer_kv * min(layers, shape.n_layers) + compute)
     cpu = int(shape.weights + kv + compute + OVERHEAD - gpu + (compute // 4 if layers else 0))
-    return Estimate(n_ctx, layers, shape.weights, kv, compute, gpu, max(cpu, 0))
+    return Estimate(n_ctx, layers, shape.weights, kv, compute, gpu, max(cpu, 0), n_parallel)
 
 
 def _gpu_free(devices: list[Device]) -> int:
@@ -118,7 +121,7 @@ def _ram_free(devices: list[Device]) -> int:
 
 
 def best_offload(shape: ModelShape, n_ctx: int, devices: list[Device], requested: int | None,
-                 offload_supported: bool) -> int:
+                 offload_supported: bool, n_parallel: int = 1) -> int:
     """As many layers on the GPU as fit (all when they do); what the user asked, when asked."""
     if requested is not None and requested >= 0:
         return min(requested, shape.n_layers + 1)
@@ -126,7 +129,7 @@ def best_offload(shape: ModelShape, n_ctx: int, devices: list[Device], requested
         return 0
     free = _gpu_free(devices)
     for layers in range(shape.n_layers + 1, 0, -1):
-        if estimate(shape, n_ctx, layers).gpu <= free:
+        if estimate(shape, n_ctx, layers, n_parallel=n_parallel).gpu <= free:
             return layers
     return 0
 
@@ -136,13 +139,17 @@ def fits(est: Estimate, devices: list[Device]) -> bool:
     return gpu_ok and est.cpu <= _ram_free(devices)
 
 
+DEFAULT_SLOTS = (4, 2)       # tried in order, for each context size
+
+
 def plan(shape: ModelShape, devices: list[Device], *, n_ctx: int | None = None,
          n_gpu_layers: int | None = None, offload_supported: bool = False,
-         ctx_cap: int | None = None) -> Estimate:
-    """Context size and offload that fit; a clear error naming the numbers when nothing does.
+         ctx_cap: int | None = None, n_parallel: int | None = None) -> Estimate:
+    """Context size, slots and offload that fit; a clear error naming the numbers when nothing does.
 
-    Without a requested context: the trained context, halved until it fits, never below 4,096
-    (or the trained context, if smaller).
+    Context and slots are chosen together (KV = slots x context). Without a requested context:
+    the trained context, halved until it fits, never below 4,096 (or the trained context, if
+    smaller); for each size 4 slots, else 2 (`n_parallel` fixes the count).
     """
     if n_ctx:
         candidates = [n_ctx]
@@ -155,16 +162,19 @@ def plan(shape: ModelShape, devices: list[Device], *, n_ctx: int | None = None,
             candidates.append(c)
             c //= 2
         candidates.append(floor)
+    slot_counts = (n_parallel,) if n_parallel else DEFAULT_SLOTS
     last = None
     for ctx in candidates:
-        layers = best_offload(shape, ctx, devices, n_gpu_layers, offload_supported)
-        last = estimate(shape, ctx, layers)
-        if fits(last, devices):
-            return last
+        for slots in slot_counts:
+            layers = best_offload(shape, ctx, devices, n_gpu_layers, offload_supported, slots)
+            last = estimate(shape, ctx, layers, n_parallel=slots)
+            if fits(last, devices):
+                return last
     gpu_free, ram_free = _gpu_free(devices), _ram_free(devices)
     raise InsufficientMemory(
-        f"the model needs about {last.total / GIB:.2f} GiB at context {last.n_ctx} "
-        f"(weights {last.weights / GIB:.2f}, KV cache {last.kv / GIB:.2f}, compute "
-        f"{last.compute / GIB:.2f}); {ram_free / GIB:.2f} GiB of RAM"
+        f"the model needs about {last.total / GIB:.2f} GiB at context {last.n_ctx} x "
+        f"{last.n_parallel} slots (weights {last.weights / GIB:.2f}, KV cache "
+        f"{last.kv / GIB:.2f}, compute {last.compute / GIB:.2f}); {ram_free / GIB:.2f} GiB of RAM"
         + (f" and {gpu_free / GIB:.2f} GiB of GPU memory" if gpu_free else "")
-        + " are free. Use a smaller --ctx, a smaller quant, or unload other models.")
+        + " are free. Use a smaller --ctx, fewer --parallel slots, a smaller quant, or unload "
+        "other models.")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Protocol
 
+from localgw.chat.defaults import DefaultSampling, defaults_for_manifest
 from localgw.defaults import DEFAULT_MODEL_ID, embedded_model_path
 from localgw.engine.fit import Device, Estimate, ModelShape, plan
 from localgw.engine.types import LoadOptions
@@ -73,6 +74,10 @@ class Loaded:
         runner = self.runner
         return {
             "id": self.manifest.id, "context_length": runner.n_ctx,
+            "parallel": getattr(runner, "n_parallel", 1),
+            "slots": runner.describe_slots() if hasattr(runner, "describe_slots") else [],
+            "prompt_cache": runner.cache.describe() if hasattr(runner, "cache") else None,
+            "prompt_tokens_evaluated": getattr(runner, "prompt_tokens_evaluated", 0),
             "gpu_layers": getattr(runner, "n_gpu_layers", 0),
             "memory_bytes": getattr(runner, "memory_bytes", 0),
             "estimated_bytes": self.estimate.total if self.estimate else None,
@@ -160,6 +165,10 @@ class ModelManager:
                                 param="model")
         return found
 
+    def default_sampling(self, manifest: Manifest, *, thinking: bool = True) -> DefaultSampling:
+        """The model's own sampling defaults (see chat.defaults)."""
+        return defaults_for_manifest(manifest, thinking=thinking)
+
     # ---- loading --------------------------------------------------------------------------
     async def acquire(self, model_id: str) -> Loaded:
         """The loaded model, loading it (and evicting an idle one) first when needed.
@@ -222,9 +231,9 @@ class ModelManager:
                 return entry
             await self._make_room()
             options, est = await asyncio.to_thread(self._fit, manifest)
-            log.info("loading %s from %s: context %d, %d layer(s) on the GPU, about %.0f MiB",
-                     manifest.id, manifest.path, options.n_ctx, options.n_gpu_layers,
-                     est.total / 2 ** 20)
+            log.info("loading %s from %s: context %d x %d slots, %d layer(s) on the GPU, "
+                     "about %.0f MiB", manifest.id, manifest.path, options.n_ctx,
+                     options.n_parallel, options.n_gpu_layers, est.total / 2 ** 20)
             self.loading.add(manifest.id)
             try:
                 runner = await asyncio.to_thread(self.factory, manifest.id, manifest.path, options)
@@ -245,8 +254,9 @@ class ModelManager:
         devices = [replace(d, free=max(int(d.free * RAM_BUDGET) - used, 0)) if d.kind == "cpu"
                    else d for d in devices]
         est = plan(shape, devices, n_ctx=self.options.n_ctx, n_gpu_layers=self.options.n_gpu_layers,
-                   offload_supported=self.offload_supported())
-        return replace(self.options, n_ctx=est.n_ctx, n_gpu_layers=est.n_gpu_layers), est
+                   offload_supported=self.offload_supported(), n_parallel=self.options.n_parallel)
+        return replace(self.options, n_ctx=est.n_ctx, n_gpu_layers=est.n_gpu_layers,
+                       n_parallel=est.n_parallel), est
 
     async def _make_room(self) -> None:
         """Evict least recently used idle models until one more fits; wait while all are busy."""

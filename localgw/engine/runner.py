@@ -1,8 +1,33 @@
-"""LlamaRunner: the one owner of a llama.cpp context.
+"""LlamaRunner: the one owner of a llama.cpp context, serving many requests at once.
 
-HTTP handlers never touch the context. They `submit` a job; the runner's worker thread takes jobs
-from a FIFO queue one at a time, decodes, and sends events back to the caller's event loop. A job
-whose caller left is skipped (queued) or stopped between two tokens (running).
+Design (issue 10, "the engine, second generation"):
+- One context per model with `n_seq_max = parallel` sequences, each a *slot* with its own KV
+  stream of `n_ctx` cells (llama.cpp's non-unified KV). Own streams keep a slot's attention
+  independent of its neighbours: a stream decoded beside others gives bit-identical logits to
+  the same stream decoded alone (measured: 8 of 8 greedy streams identical to their solo texts,
+  where one shared pool diverged after 19-47 characters). A request (each choice of `n`) runs in a slot with its
+  own sampler chain (grammar, penalties, seed), stop matcher, UTF-8 decoder and logprobs.
+- HTTP handlers never touch the context: they `submit` a job (a FIFO queue, bounded: 429 past
+  `max_queue`) and read events from their `Generation`. One thread — the loop — owns the context.
+- One decode loop, one batch per step (continuous batching): the next token of every generating
+  slot, plus a bounded chunk of pending prompt tokens, go into one `llama_decode`. Long prompts are
+  prefilled in chunks between decode steps, so a new 8k-token prompt does not freeze the streams
+  already running. Sampling stays in llama.cpp's sampler chains; events of a step are handed to
+  the event loop in one call.
+- Slot choice by prefix: a new request takes the idle slot whose cached tokens share the longest
+  prefix with its prompt. A longer prefix held by any other slot (busy or idle) is shared with
+  `llama_memory_seq_cp` (the `n` choices of one request share their prompt this way: it is
+  evaluated once). A longer one in the host-RAM prompt cache (engine.prompt_cache) is restored
+  with `llama_state_seq_set_data`. A slot taken over by another conversation is saved there first.
+- Reproducible seeds: the prompt's last token is always evaluated on its own step (never inside a
+  prefill chunk, never skipped because it was cached), so the logits the first token is sampled
+  from do not depend on what was cached. Same request + same seed = same text, first call or
+  tenth. (Prefill chunk boundaries, and so a cached prefix's bits, can differ when prompts are
+  prefilled beside streams; README, "What you can rely on", says what holds.)
+- The memory planner (engine.fit) chooses context and slots together: KV = slots x context.
+  `kv_unified` (one shared pool, any request may use all of it) is an option; then a full pool
+  makes idle slots give their cells back first (saved to the prompt cache), then pending prompt
+  chunks wait, and only then does the longest running request end with `length`.
 """
 
 from __future__ import annotations
@@ -15,7 +40,8 @@ import queue
 import random
 import threading
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
 import llama_cpp
 import numpy as np
@@ -23,15 +49,21 @@ from llama_cpp import _internals as internals
 from llama_cpp.llama_grammar import LlamaGrammar
 
 from localgw.chat.stops import StopMatcher
+from localgw.engine.batch import Batch
 from localgw.engine.llamalog import capture_buffers
+from localgw.engine.prompt_cache import PromptCache, as_tokens, common_prefix
 from localgw.engine.threads import default_threads
 from localgw.engine.types import (ChoiceDone, Event, JobFailed, LoadOptions, PromptDone,
                                   SamplingParams, TokenLogprob, TokenText, TopLogprob)
-from localgw.errors import ContextLengthExceeded, InvalidRequest, ModelLoadError, QueueFull
+from localgw.errors import (ContextLengthExceeded, InvalidRequest, ModelLoadError, QueueFull,
+                            ServiceUnavailable)
 
 log = logging.getLogger("localgw.engine")
 
 PENALTY_LAST_N = 64
+PREFILL_CHUNK_WHILE_DECODING = 128  # prompt tokens per step while other slots stream
+MIN_SAVE_TOKENS = 32                # a slot holding fewer tokens is not worth saving
+_backend_ready = False
 
 
 def gpu_offload_supported() -> bool:
@@ -43,17 +75,17 @@ def system_info() -> str:
 
 
 class Generation:
-    """The caller's end of a job: async-iterate events; `cancel()` frees the model."""
+    """The caller's end of a job: async-iterate events; `cancel()` frees the slot."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self._loop = loop
         self._events: asyncio.Queue = asyncio.Queue()
         self.cancelled = threading.Event()
 
-    def _send(self, event: Event | None) -> None:  # called from the worker thread
+    def _send(self, event: Event | None) -> None:  # called from the loop thread
         try:
             self._loop.call_soon_threadsafe(self._events.put_nowait, event)
-        except RuntimeError:  # the loop is gone: nobody listens any more
+        except RuntimeError:  # the event loop is gone: nobody listens any more
             self.cancelled.set()
 
     def cancel(self) -> None:
@@ -69,6 +101,11 @@ class Generation:
         return event
 
 
+def _deliver(items: list) -> None:
+    for out, event in items:
+        out._events.put_nowait(event)
+
+
 @dataclass(eq=False)
 class _Job:
     tokens: list[int]
@@ -76,12 +113,46 @@ class _Job:
     n: int
     out: Generation
     preserve: frozenset = frozenset()  # control token ids rendered as text
+    admitted: int = 0                  # choices given a slot so far
+    finished: int = 0
+    seed: int = 0
+    lead: "_Task | None" = None
+    done: bool = False
+
+    def __post_init__(self):
+        self.prompt = as_tokens(self.tokens)
+
+
+@dataclass(eq=False)
+class _Task:
+    """One choice of a job, running in a slot."""
+
+    job: _Job
+    index: int
+    slot: "_Slot"
+    sampler: internals.LlamaSampler
+    budget: int
+    state: str = "prefill"             # prefill → first (last prompt token) → generate
+    pending: int = -1                  # sampled token to feed on the next step
+    out_index: int = -1                # its logits row in the current batch
+    generated: int = 0
+    decoder: object = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
+    stops: StopMatcher | None = None
+
+
+@dataclass(eq=False)
+class _Slot:
+    seq: int
+    tokens: list[int] = field(default_factory=list)  # tokens whose KV this sequence holds
+    task: _Task | None = None
+    last_used: float = 0.0
 
 
 class LlamaRunner:
-    """Owns one loaded model and its context; serves jobs one at a time from a bounded queue."""
+    """Owns one loaded model and its context; serves jobs in parallel slots from a bounded queue."""
 
     def __init__(self, model_id: str, path: str, options: LoadOptions):
+        global _backend_ready
         self.model_id = model_id
         self.path = path
         self.max_queue = options.max_queue
@@ -92,37 +163,70 @@ class LlamaRunner:
             self.n_gpu_layers = -1 if gpu_offload_supported() else 0
         else:
             self.n_gpu_layers = options.n_gpu_layers
+        self.n_parallel = max(1, options.n_parallel or 4)
         self.n_batch = options.n_batch
+        if not _backend_ready:
+            llama_cpp.llama_backend_init()
+            _backend_ready = True
         started = time.monotonic()
         try:
             with capture_buffers() as buffers:
-                self.llm = llama_cpp.Llama(
-                    # the context is planned by engine.fit (ModelManager); 0: the trained one
-                    model_path=path, n_ctx=options.n_ctx or 0,
-                    n_threads=self.n_threads, n_threads_batch=self.n_threads_batch,
-                    n_gpu_layers=self.n_gpu_layers, n_batch=options.n_batch,
-                    n_ubatch=options.n_batch, logits_all=False, verbose=False)
+                mparams = llama_cpp.llama_model_default_params()
+                mparams.n_gpu_layers = self.n_gpu_layers
+                self._model = internals.LlamaModel(path_model=path, params=mparams, verbose=False)
+                cparams = llama_cpp.llama_context_default_params()
+                per_slot = options.n_ctx or self._model.n_ctx_train()
+                # one KV stream per slot: a slot's attention never sees another's cells, so a
+                # stream decoded beside others gives the same logits as alone
+                cparams.n_ctx = per_slot * (1 if options.kv_unified else self.n_parallel)
+                cparams.n_batch = options.n_batch
+                cparams.n_ubatch = min(options.n_ubatch, options.n_batch)
+                cparams.n_seq_max = self.n_parallel
+                cparams.kv_unified = bool(options.kv_unified)
+                cparams.n_threads = self.n_threads
+                cparams.n_threads_batch = self.n_threads_batch
+                cparams.flash_attn_type = self._flash_attn(options)
+                cparams.no_perf = False
+                self._ctx = internals.LlamaContext(model=self._model, params=cparams, verbose=False)
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelLoadError(f"could not load {model_id} from {path}: {exc}") from exc
         self.buffers = dict(buffers)  # what llama.cpp reports it allocated, by kind and device
         self.load_seconds = time.monotonic() - started
-        self.n_ctx = self.llm.n_ctx()
-        self.n_vocab = self.llm.n_vocab()
-        self._model = self.llm._model
-        self._vocab = llama_cpp.llama_model_get_vocab(self._model.model)
+        self.n_ctx = llama_cpp.llama_n_ctx_seq(self._ctx.ctx)  # what one request may use
+        self.n_vocab = self._model.n_vocab()
+        self._vocab = self._model.vocab
+        self._mem = self._ctx.memory
+        self._metadata = self._model.metadata()
+        self._batch = Batch(max(self.n_batch, self.n_parallel))
+        self.cache = PromptCache(options.cache_ram if options.cache_ram is not None
+                                 else default_cache_ram())
+        self._slots = [_Slot(seq) for seq in range(self.n_parallel)]
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._waiting: deque[_Job] = deque()  # taken off the queue, not all choices admitted
         self._queued = 0
-        self._running: _Job | None = None
         self._jobs: set[_Job] = set()  # submitted and not yet finished
         self._lock = threading.Lock()
         self._closed = False
         self._piece_cache: dict[int, bytes] = {}
         self._good_grammars: set[str] = set()
         self._preserve_ids: dict[str, int | None] = {}
+        self.prompt_tokens_evaluated = 0  # prompt tokens decoded (not reused), for metrics/tests
         self._thread = threading.Thread(target=self._worker, name=f"llama:{model_id}", daemon=True)
         self._thread.start()
-        log.info("loaded %s (ctx %d, threads %d/%d, gpu layers %d) in %.2fs", model_id, self.n_ctx,
-                 self.n_threads, self.n_threads_batch, self.n_gpu_layers, self.load_seconds)
+        log.info("loaded %s (ctx %d shared by %d slots, threads %d/%d, gpu layers %d, flash "
+                 "attention %s) in %.2fs", model_id, self.n_ctx, self.n_parallel, self.n_threads,
+                 self.n_threads_batch, self.n_gpu_layers, "on" if cparams.flash_attn_type else "off",
+                 self.load_seconds)
+
+    def _flash_attn(self, options: LoadOptions) -> int:
+        """On where the model runs on a GPU (llama.cpp decides per device); off on the CPU, where
+        it measured slower for prompt processing on the machines we tried."""
+        if options.flash_attn is not None:
+            return (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if options.flash_attn
+                    else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+        if self.n_gpu_layers != 0 and gpu_offload_supported():
+            return llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO
+        return llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
 
     # ---- facts the chat layer needs -------------------------------------------------------
     @property
@@ -131,7 +235,7 @@ class LlamaRunner:
 
     @property
     def metadata(self) -> dict[str, str]:
-        return self.llm.metadata
+        return self._metadata
 
     def token_text(self, token_id: int) -> str:
         return self._model.token_get_text(token_id) if token_id >= 0 else ""
@@ -166,7 +270,11 @@ class LlamaRunner:
 
     @property
     def busy(self) -> bool:
-        return self._running is not None or self._queued > 0
+        return self._queued > 0 or any(s.task is not None for s in self._slots)
+
+    def describe_slots(self) -> list[dict]:
+        return [{"id": s.seq, "busy": s.task is not None, "cached_tokens": len(s.tokens)}
+                for s in self._slots]
 
     def check_prompt(self, tokens: list[int]) -> None:
         """A prompt must leave room for at least one generated token: else a 400, never a cut."""
@@ -213,14 +321,14 @@ class LlamaRunner:
                                  f"vocabulary of {self.n_vocab}", param="logit_bias")
         with self._lock:
             if self._closed:
-                from localgw.errors import ServiceUnavailable
                 raise ServiceUnavailable("the server is shutting down")
             if self._queued >= self.max_queue:
                 raise QueueFull(f"{self._queued} requests are already waiting for {self.model_id}; "
                                 "retry shortly", headers={"Retry-After": "1"})
             self._queued += 1
         out = Generation(asyncio.get_running_loop())
-        job = _Job(tokens, params, n, out, self._preserved_ids(preserve))
+        seed = params.seed if params.seed is not None else random.getrandbits(32)
+        job = _Job(list(tokens), params, n, out, self._preserved_ids(preserve), seed=seed)
         with self._lock:
             self._jobs.add(job)
         self._queue.put(job)
@@ -235,66 +343,321 @@ class LlamaRunner:
             job.out.cancel()
 
     def close(self) -> None:
-        """Cancel queued and running work, stop the worker, free the model."""
+        """Cancel queued and running work, stop the loop, free the context and the model."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-        if self._running is not None:
-            self._running.out.cancel()
+            jobs = list(self._jobs)
+        for job in jobs:
+            job.out.cancel()
         self._queue.put(None)
         self._thread.join(timeout=30)
-        self.llm.close()
+        self._batch.close()
+        self._ctx.close()
+        self._model.close()
         log.info("unloaded %s", self.model_id)
 
-    # ---- the worker thread --------------------------------------------------------------
+    # ---- the loop thread ------------------------------------------------------------------
     def _worker(self) -> None:
+        events: list = []
+        try:
+            while not self._closed:
+                active = [s.task for s in self._slots if s.task is not None]
+                if not active and not self._waiting:
+                    job = self._queue.get()  # idle: sleep until there is work
+                    if job is None:
+                        break
+                    self._waiting.append(job)
+                self._take_queued()
+                self._admit(events)
+                self._step(events)
+                if events:
+                    self._flush(events)
+        except Exception:  # noqa: BLE001 - tell every caller rather than hang them
+            log.exception("the decode loop of %s failed", self.model_id)
+            self._fail_all(events)
+        finally:
+            self._end_everything()
+
+    def _take_queued(self) -> None:
         while True:
-            job = self._queue.get()
-            if job is None:
-                break
-            with self._lock:
-                self._queued -= 1
-                self._running = job
-            try:
-                if not job.out.cancelled.is_set() and not self._closed:
-                    self._run(job)
-            except Exception as exc:  # noqa: BLE001 - a failed job must never kill the worker
-                log.exception("generation failed for %s", self.model_id)
-                job.out._send(JobFailed(exc))
-            finally:
-                with self._lock:
-                    self._running = None
-                    self._jobs.discard(job)
-                job.out._send(None)
-        while True:  # drain: whoever still waits gets an end
             try:
                 job = self._queue.get_nowait()
             except queue.Empty:
+                return
+            if job is None:
+                self._closed = True
+                return
+            self._waiting.append(job)
+
+    def _flush(self, events: list) -> None:
+        by_loop: dict = {}
+        for out, event in events:
+            by_loop.setdefault(out._loop, []).append((out, event))
+        events.clear()
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, items)
+            except RuntimeError:  # that event loop is gone
+                for out, _ in items:
+                    out.cancelled.set()
+
+    def _finish_job(self, job: _Job, events: list) -> None:
+        with self._lock:
+            self._jobs.discard(job)
+        events.append((job.out, None))
+
+    def _dequeue(self, job: _Job) -> None:
+        with self._lock:
+            self._queued -= 1
+
+    # ---- admission: a waiting choice gets a slot --------------------------------------------
+    def _admit(self, events: list) -> None:
+        while self._waiting:
+            job = self._waiting[0]
+            if job.out.cancelled.is_set():
+                self._end_tasks_of(job, events)
+                self._maybe_finish(job, events)
+                continue
+            if job.admitted and job.lead is not None and job.lead.state == "prefill":
+                return  # siblings copy the lead's prompt once it is in the cache
+            idle = [s for s in self._slots if s.task is None]
+            if not idle:
+                return
+            self._start_task(job, idle, events)
+            if job.admitted == job.n:
+                self._waiting.popleft()
+                self._dequeue(job)
+
+    def _start_task(self, job: _Job, idle: list[_Slot], events: list) -> None:
+        prompt = job.prompt
+        limit = len(prompt) - 1  # the last prompt token is always evaluated (see the docstring)
+        own = {id(s): min(common_prefix(as_tokens(s.tokens), prompt), limit) for s in self._slots}
+        slot = max(idle, key=lambda s: (own[id(s)], -s.last_used))
+        reuse = own[id(slot)]
+        donor = max((s for s in self._slots if s is not slot), key=lambda s: own[id(s)],
+                    default=None)
+        entry, from_cache = self.cache.best(prompt) if self.cache.enabled else (None, 0)
+        from_cache = min(from_cache, limit)
+        self._save(slot, keep=reuse)
+        if donor is not None and own[id(donor)] > max(reuse, from_cache):
+            reuse = own[id(donor)]
+            # across KV streams llama.cpp copies a whole stream (on the next decode); then trim
+            llama_cpp.llama_memory_seq_cp(self._mem, donor.seq, slot.seq, -1, -1)
+            self._seq_rm(slot.seq, reuse)
+            slot.tokens = list(prompt[:reuse])
+        elif entry is not None and from_cache > reuse:
+            self._seq_rm(slot.seq, 0)
+            data = (ctypes.c_uint8 * len(entry.data)).from_buffer_copy(entry.data)
+            if llama_cpp.llama_state_seq_set_data(self._ctx.ctx, data, len(entry.data), slot.seq):
+                reuse = from_cache
+                self._seq_rm(slot.seq, reuse)
+                slot.tokens = list(prompt[:reuse])
+                self.cache.stats.hits += 1
+                self.cache.touch(entry)
+            else:
+                self._seq_rm(slot.seq, 0)
+                reuse, slot.tokens = 0, []
+        else:
+            if self.cache.enabled and limit >= MIN_SAVE_TOKENS:
+                self.cache.stats.misses += 1
+            self._seq_rm(slot.seq, reuse)
+            slot.tokens = slot.tokens[:reuse]
+        index = job.admitted
+        job.admitted += 1
+        params = job.params
+        room = self.n_ctx - len(prompt)
+        task = _Task(job, index, slot, self._sampler(params, (job.seed + index) & 0xFFFFFFFF),
+                     budget=min(params.max_tokens or room, room),
+                     stops=StopMatcher(params.stop))
+        task.state = "first" if len(slot.tokens) >= limit else "prefill"
+        slot.task = task
+        slot.last_used = time.monotonic()
+        if index == 0:
+            job.lead = task
+            events.append((job.out, PromptDone(len(prompt), reuse)))
+
+    def _save(self, slot: _Slot, keep: int) -> None:
+        """Before a slot is cut back to `keep` tokens for another conversation, keep its
+        sequence in the prompt cache (unless it holds little, or the cache has it already)."""
+        if not self.cache.enabled or len(slot.tokens) - keep < MIN_SAVE_TOKENS:
+            return
+        tokens = as_tokens(slot.tokens)
+        if self.cache.covers(tokens):
+            return
+        size = llama_cpp.llama_state_seq_get_size(self._ctx.ctx, slot.seq)
+        if not size or size > self.cache.capacity:
+            return
+        buf = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data(self._ctx.ctx, buf, size, slot.seq)
+        if written:
+            self.cache.put(tokens, bytes(memoryview(buf)[:written]))
+
+    def _seq_rm(self, seq: int, start: int) -> None:
+        llama_cpp.llama_memory_seq_rm(self._mem, seq, start, -1)
+
+    # ---- one step: one batch for every slot -------------------------------------------------
+    def _step(self, events: list) -> None:
+        tasks = [s.task for s in self._slots if s.task is not None]
+        for task in tasks:
+            if task.job.out.cancelled.is_set():
+                self._end_task(task, events, None)
+        tasks = [s.task for s in self._slots if s.task is not None]
+        if not tasks:
+            return
+        batch = self._batch
+        while True:
+            batch.clear()
+            decoding = [t for t in tasks if t.state != "prefill"]
+            for t in decoding:
+                token = t.pending if t.state == "generate" else int(t.job.prompt[-1])
+                t.out_index = batch.add([token], len(t.slot.tokens), t.slot.seq, True)
+            budget = batch.room if not decoding else min(batch.room, PREFILL_CHUNK_WHILE_DECODING)
+            chunks = []
+            for t in tasks:
+                if t.state != "prefill" or budget <= 0:
+                    continue
+                start = len(t.slot.tokens)
+                part = t.job.prompt[start:min(start + budget, len(t.job.prompt) - 1)]
+                batch.add(part, start, t.slot.seq, False)
+                chunks.append((t, part))
+                budget -= len(part)
+            if batch.n == 0:
+                return
+            rc = batch.decode(self._ctx.ctx)
+            if rc == 0:
                 break
-            if job is not None:
-                job.out._send(None)
+            tasks = self._make_room(rc, tasks, decoding, chunks, events)
+            if not tasks:
+                return
+        for t, part in chunks:
+            t.slot.tokens.extend(int(x) for x in part)
+            self.prompt_tokens_evaluated += len(part)
+            if len(t.slot.tokens) >= len(t.job.prompt) - 1:
+                t.state = "first"
+        for t in decoding:
+            if t.state == "first":
+                t.slot.tokens.append(int(t.job.prompt[-1]))
+                self.prompt_tokens_evaluated += 1
+                t.state = "generate"
+            else:
+                t.slot.tokens.append(t.pending)
+            self._sample(t, events)
 
-    def _load_prompt(self, tokens: list[int], cancelled: threading.Event) -> int | None:
-        """Bring the KV cache to `tokens`, reusing the longest common prefix. Returns reused count."""
-        llm = self.llm
-        cached = llm.input_ids[:llm.n_tokens]
-        limit = min(len(cached), len(tokens) - 1)  # always evaluate at least one token
-        prefix = 0
-        if limit > 0:
-            diff = np.nonzero(cached[:limit] != np.asarray(tokens[:limit], dtype=cached.dtype))[0]
-            prefix = int(diff[0]) if len(diff) else limit
-        if prefix < llm.n_tokens and not llm._ctx.kv_cache_seq_rm(-1, prefix, -1):
-            prefix = 0
-            llm.reset()
-        llm.n_tokens = prefix
-        rest = tokens[prefix:]
-        for i in range(0, len(rest), self.n_batch):
-            if cancelled.is_set():
-                return None
-            llm.eval(rest[i:i + self.n_batch])
-        return prefix
+    def _make_room(self, rc: int, tasks, decoding, chunks, events) -> list:
+        """A decode failed. No free KV cells (rc 1): give idle slots' cells back, then defer
+        prompt chunks, then end the longest request with `length`. Anything else: fail them."""
+        for t in decoding:  # what the failed call may have left behind
+            self._seq_rm(t.slot.seq, len(t.slot.tokens))
+        for t, _ in chunks:
+            self._seq_rm(t.slot.seq, len(t.slot.tokens))
+        if rc != 1:
+            error = ServiceUnavailable(f"llama_decode failed ({rc}) for {self.model_id}")
+            for t in tasks:
+                events.append((t.job.out, JobFailed(error)))
+                t.job.out.cancel()
+                self._end_task(t, events, None)
+            return []
+        idle = [s for s in self._slots if s.task is None and s.tokens]
+        if idle:
+            for s in idle:
+                self._save(s, keep=0)
+                self._seq_rm(s.seq, 0)
+                s.tokens = []
+            return tasks
+        if chunks and decoding:
+            return [t for t in tasks if t.state != "prefill"]  # prompts wait for room
+        victim = max(tasks, key=lambda t: len(t.slot.tokens))
+        log.warning("%s: the KV cache is full with %d requests; ending the longest (%d tokens)",
+                    self.model_id, len(tasks), len(victim.slot.tokens))
+        self._end_task(victim, events, "length")
+        return [t for t in tasks if t is not victim]
 
+    def _sample(self, task: _Task, events: list) -> None:
+        job = task.job
+        params = job.params
+        logits = None
+        if params.logprobs:
+            ptr = llama_cpp.llama_get_logits_ith(self._ctx.ctx, task.out_index)
+            logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
+        token = llama_cpp.llama_sampler_sample(task.sampler.sampler, self._ctx.ctx, task.out_index)
+        if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+            self._end_task(task, events, "stop")
+            return
+        task.generated += 1
+        text = task.stops.feed(task.decoder.decode(self._piece(token, token in job.preserve)))
+        logprob = self._logprob(token, logits, params.top_logprobs) if logits is not None else None
+        events.append((job.out, TokenText(task.index, text, logprob)))
+        if task.stops.stopped:
+            self._end_task(task, events, "stop")
+        elif task.generated >= task.budget:
+            self._end_task(task, events, "length")
+        else:
+            task.pending = token
+
+    def _end_task(self, task: _Task, events: list, finish: str | None) -> None:
+        """Free the slot (its KV stays, for the next request with the same prefix). `finish`
+        None: cancelled or failed, no ChoiceDone."""
+        job = task.job
+        if finish is not None:
+            if not task.stops.stopped:
+                tail = task.stops.feed(task.decoder.decode(b"", final=True))
+                tail += "" if task.stops.stopped else task.stops.flush()
+                if tail:
+                    events.append((job.out, TokenText(task.index, tail)))
+            events.append((job.out, ChoiceDone(task.index, finish, task.generated)))
+        task.sampler.close()
+        task.slot.task = None
+        task.slot.last_used = time.monotonic()
+        job.finished += 1
+        self._maybe_finish(job, events)
+
+    def _maybe_finish(self, job: _Job, events: list) -> None:
+        """A job ends (its caller's iteration stops) when all its choices are done, or when it was
+        cancelled and none of its choices still runs."""
+        if job.done:
+            return
+        if job.finished >= job.n or (job.out.cancelled.is_set() and not self._has_running(job)):
+            if job in self._waiting:
+                self._waiting.remove(job)
+                self._dequeue(job)
+            job.done = True
+            self._finish_job(job, events)
+
+    def _has_running(self, job: _Job) -> bool:
+        return any(s.task is not None and s.task.job is job for s in self._slots)
+
+    def _end_tasks_of(self, job: _Job, events: list) -> None:
+        for s in self._slots:
+            if s.task is not None and s.task.job is job:
+                self._end_task(s.task, events, None)
+
+    def _fail_all(self, events: list) -> None:
+        error = ServiceUnavailable(f"the decode loop of {self.model_id} failed; see the server log")
+        with self._lock:
+            jobs = list(self._jobs)
+        for job in jobs:
+            events.append((job.out, JobFailed(error)))
+
+    def _end_everything(self) -> None:
+        """The loop stops: whoever still waits gets an end, and no sampler is leaked."""
+        events: list = []
+        for s in self._slots:
+            if s.task is not None:
+                s.task.sampler.close()
+                s.task = None
+        self._take_queued()
+        with self._lock:
+            jobs = list(self._jobs)
+            self._jobs.clear()
+            self._queued = 0
+        self._waiting.clear()
+        for job in jobs:
+            events.append((job.out, None))
+        self._flush(events)
+
+    # ---- sampling helpers -----------------------------------------------------------------
     def _sampler(self, params: SamplingParams, seed: int) -> internals.LlamaSampler:
         sampler = internals.LlamaSampler()
         if params.logit_bias:
@@ -343,46 +706,10 @@ class LlamaRunner:
         return TokenLogprob(raw.decode("utf-8", "replace"), float(shifted[token]) - lse,
                             list(raw), top)
 
-    def _run(self, job: _Job) -> None:
-        llm, params, out = self.llm, job.params, job.out
-        cancelled = out.cancelled
-        base_seed = params.seed if params.seed is not None else random.getrandbits(32)
-        for index in range(job.n):
-            reused = self._load_prompt(job.tokens, cancelled)
-            if reused is None:
-                return
-            if index == 0:
-                out._send(PromptDone(len(job.tokens), reused))
-            room = self.n_ctx - len(job.tokens)
-            budget = min(params.max_tokens or room, room)
-            sampler = self._sampler(params, (base_seed + index) & 0xFFFFFFFF)
-            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-            stops = StopMatcher(params.stop)
-            generated, finish = 0, "length"
-            while True:
-                if cancelled.is_set():
-                    return
-                logits = None
-                if params.logprobs:
-                    ptr = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
-                    logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
-                token = sampler.sample(llm._ctx, -1)
-                if llama_cpp.llama_vocab_is_eog(self._vocab, token):
-                    finish = "stop"
-                    break
-                generated += 1
-                text = stops.feed(decoder.decode(self._piece(token, token in job.preserve)))
-                logprob = self._logprob(token, logits, params.top_logprobs) if logits is not None else None
-                out._send(TokenText(index, text, logprob))
-                if stops.stopped:
-                    finish = "stop"
-                    break
-                if generated >= budget:
-                    break
-                llm.eval([token])
-            if not stops.stopped:
-                tail = stops.feed(decoder.decode(b"", final=True))
-                tail += "" if stops.stopped else stops.flush()
-                if tail:
-                    out._send(TokenText(index, tail))
-            out._send(ChoiceDone(index, finish, generated))
+
+def default_cache_ram() -> int:
+    """min(2 GiB, 10% of the machine's RAM)."""
+    from localgw.engine.devices import system_memory
+
+    total, _free = system_memory()
+    return int(min(2 * 2 ** 30, total * 0.10))

@@ -29,7 +29,12 @@ class LoadOptions:
     n_threads: int | None = None      # decode threads; None: chosen by engine.threads
     n_threads_batch: int | None = None
     n_gpu_layers: int | None = None   # None: all when offload is supported, else 0
-    n_batch: int = 512
+    n_batch: int = 2048               # tokens per llama_decode call (prompt chunks)
+    n_ubatch: int = 512               # tokens per compute pass inside one call
+    n_parallel: int | None = None     # slots (sequences decoded together); None: planned
+    cache_ram: int | None = None      # bytes of host-RAM prompt cache; None: planned; 0: off
+    kv_unified: bool = False          # True: one KV pool shared by all slots
+    flash_attn: bool | None = None    # None: on where the model runs on a GPU, off on the CPU
     max_queue: int = 64               # waiting requests before 429 queue_full
 
 

@@ -52,6 +52,25 @@ def already_pulled(store: ModelStore, ref: PullRef) -> Manifest | None:
     return manifest if all(os.path.exists(f.path) for f in manifest.files) else None
 
 
+def fetch_generation_config(repo: str, headers: dict[str, str]) -> dict | None:
+    """The original repo's generation_config.json (the model's own sampling defaults).
+
+    A few hundred bytes; best effort: a gated repo without a token, a repo without the file,
+    or any network fault leaves it out (the catalogue or llama.cpp's defaults apply then).
+    """
+    import httpx
+
+    url = f"{hub_endpoint()}/{repo}/resolve/main/generation_config.json"
+    try:
+        resp = httpx.get(url, headers=headers, timeout=15, follow_redirects=True)
+        if resp.status_code != 200 or len(resp.content) > 64 * 1024:
+            return None
+        data = resp.json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def plan(ref: PullRef, revision: str | None = None) -> PullPlan:
     cache = config.hf_hub_cache()
     if offline():
@@ -91,6 +110,8 @@ def execute(p: PullPlan, store: ModelStore, revision: str | None = None,
     if r.listing.license and not manifest.license:
         manifest.license = r.listing.license
     manifest.quantization = r.selection.quant or manifest.quantization
+    if not offline():
+        manifest.generation_config = fetch_generation_config(r.hugging_face_id, headers)
     store.save(manifest)
     return manifest
 

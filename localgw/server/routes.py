@@ -43,7 +43,8 @@ def supported_features(manifest, template_override: str | None = None) -> list[s
     return features + ["logprobs"]
 
 
-def model_object(manifest, loaded=None, template_override: str | None = None) -> dict:
+def model_object(manifest, loaded=None, template_override: str | None = None,
+                 default_sampling: dict | None = None, max_output: int | None = None) -> dict:
     n_ctx = loaded.runner.n_ctx if loaded else manifest.context_length
     features = supported_features(manifest, template_override)
     return {
@@ -51,12 +52,14 @@ def model_object(manifest, loaded=None, template_override: str | None = None) ->
         "created": int(time.mktime(time.strptime(manifest.created_at[:19], "%Y-%m-%dT%H:%M:%S")))
         if manifest.created_at else 0,
         "owned_by": manifest.id.split("/")[0] if "/" in manifest.id else "local",
-        "context_length": n_ctx, "max_output_length": n_ctx,
+        "context_length": n_ctx,
+        "max_output_length": min(max_output, n_ctx) if max_output and n_ctx else n_ctx,
         "quantization": manifest.quantization,
         "hugging_face_id": manifest.hugging_face_id or (manifest.id if "/" in manifest.id else None),
         "input_modalities": ["text"], "output_modalities": ["text"],
         "supported_sampling_parameters": SAMPLING_PARAMETERS,
         "supported_features": features,
+        "default_sampling": default_sampling or {},
         "size": manifest.size, "loaded": loaded is not None,
     }
 
@@ -64,8 +67,11 @@ def model_object(manifest, loaded=None, template_override: str | None = None) ->
 async def list_models(request: Request) -> JSONResponse:
     manager = request.app.state.manager
     override = request.app.state.settings.chat_template
+    max_output = request.app.state.settings.max_output
     manifests = manager.manifests()
-    data = [model_object(m, manager.loaded.get(m.id), override) for m in manifests]
+    data = [model_object(m, manager.loaded.get(m.id), override,
+                         manager.default_sampling(m).values, max_output)
+            for m in manifests]
     data += upstream_models(request, {m.id for m in manifests})
     return JSONResponse({"object": "list", "data": data})
 
@@ -76,7 +82,9 @@ async def get_model(request: Request) -> JSONResponse:
         return JSONResponse(upstream)
     manifest = manager.manifest(request.path_params["model_id"])
     return JSONResponse(model_object(manifest, manager.loaded.get(manifest.id),
-                                     request.app.state.settings.chat_template))
+                                     request.app.state.settings.chat_template,
+                                     manager.default_sampling(manifest).values,
+                                     request.app.state.settings.max_output))
 
 
 async def health(request: Request) -> JSONResponse:
@@ -188,8 +196,11 @@ async def start_chat(request: Request, req: ChatRequest) -> ChatCall:
     try:
         runner = entry.runner
         prepared, tokens = prepare_prompt(runner, req, settings)
+        thinking = (req.chat_template_kwargs or {}).get("enable_thinking") is not False
         params = sampling_params(req, logprobs=req.logprobs, top_logprobs=req.top_logprobs or 0,
-                                 grammar=prepared.grammar)
+                                 grammar=prepared.grammar, max_output=settings.max_output,
+                                 defaults=manager.default_sampling(entry.manifest,
+                                                                   thinking=thinking))
         generation = runner.submit(tokens, params, n=req.n, preserve=prepared.preserve)
     except BaseException:
         await manager.release(entry)
@@ -239,7 +250,8 @@ async def completions(request: Request) -> Response:
     entry = await manager.acquire(req.model)
     runner = entry.runner
     params = sampling_params(req, logprobs=req.logprobs is not None,
-                             top_logprobs=req.logprobs or 0)
+                             top_logprobs=req.logprobs or 0,
+                             defaults=manager.default_sampling(entry.manifest))
     try:
         token_lists = [runner.prompt_tokens(p) for p in req.prompts]
         for tokens in token_lists:

@@ -25,6 +25,7 @@ class ServerSettings:
     cors_origins: list[str] = field(default_factory=list)  # beyond localhost
     chat_template: str | None = None  # a template text overriding every model's own
     reasoning_field: str = "both"     # reasoning_content | reasoning | both
+    max_output: int = 4096            # tokens a reply may have when its request names no max_tokens
     upstreams: list[UpstreamConfig] = field(default_factory=list)  # engines whose models we serve too
 
     @property

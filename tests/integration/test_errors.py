@@ -76,6 +76,6 @@ def test_server_keeps_serving_after_bad_input(http):
     for _ in range(3):
         post(http, "/v1/chat/completions", raw=b"{bad")
         post(http, "/v1/chat/completions", chat_body(content=LONG))
-    resp = post(http, "/v1/chat/completions", chat_body(max_tokens=3))
+    resp = post(http, "/v1/chat/completions", chat_body(max_tokens=3, logit_bias={"2": -100}))
     assert resp.status_code == 200 and resp.json()["choices"][0]["message"]["content"]
     assert http.get("/health").json()["status"] == "ok"

@@ -123,10 +123,11 @@ def test_estimator_matches_llama_cpp_allocations(ctx):
     from localgw.engine.types import LoadOptions
     from localgw.gguf import read_gguf
 
-    runner = LlamaRunner("smol", str(smollm2_path()), LoadOptions(n_ctx=ctx, n_gpu_layers=0))
+    runner = LlamaRunner("smol", str(smollm2_path()), LoadOptions(n_ctx=ctx, n_gpu_layers=0,
+                                                                  n_parallel=2))
     try:
         actual = runner.memory_bytes
-        est = estimate(ModelShape.from_gguf(read_gguf(smollm2_path())), ctx, 0)
+        est = estimate(ModelShape.from_gguf(read_gguf(smollm2_path())), ctx, 0, n_parallel=2)
         assert abs(est.total - actual) / actual < 0.20, (est, runner.buffers)
         assert abs(est.kv - runner.buffers["kv:CPU"]) / runner.buffers["kv:CPU"] < 0.05
         assert abs(est.weights - runner.buffers["weights:CPU"]) / runner.buffers["weights:CPU"] < 0.05
@@ -143,8 +144,8 @@ def test_doctor_and_show_estimate(home):
     est = json.loads(subprocess.run([sys.executable, "-m", "localgw", "show", "a/one", "--estimate",
                                      "--ctx", "4096", "--json"], capture_output=True, text=True,
                                     env=env).stdout)
-    assert est["context_length"] == 4096 and est["gpu_layers"] == 0
-    assert est["kv_cache_bytes"] == 4096 * 30 * 3 * 128 * 2
+    assert est["context_length"] == 4096 and est["gpu_layers"] == 0 and est["parallel"] == 4
+    assert est["kv_cache_bytes"] == 4 * 4096 * 30 * 3 * 128 * 2  # one KV stream per slot
 
 
 def test_a_model_that_fails_to_load_is_a_500_and_the_server_keeps_serving(home, tmp_path):

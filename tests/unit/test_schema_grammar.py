@@ -12,7 +12,7 @@ from localgw.errors import InvalidRequest
 
 @pytest.mark.parametrize("schema,keyword,pointer", [
     ({"type": "object", "properties": {"a": {"type": "string", "format": "email"}}}, "format", "/properties/a/format"),
-    ({"type": "object", "properties": {"n": {"type": "number", "minimum": 0.5}}}, "minimum", "/properties/n/minimum"),
+    ({"type": "object", "properties": {"n": {"type": "number", "multipleOf": 0.5}}}, "multipleOf", "/properties/n/multipleOf"),
     ({"type": "array", "items": {"type": "integer"}, "uniqueItems": True}, "uniqueItems", "/uniqueItems"),
     ({"not": {"type": "string"}}, "not", "/not"),
     ({"type": "object", "patternProperties": {"^x": {}}}, "patternProperties", "/patternProperties"),
