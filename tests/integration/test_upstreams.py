@@ -196,6 +196,15 @@ def test_non_streaming_client_leaving_frees_the_upstream(gateway, direct):
     assert wait_until(lambda: direct.get("/health").json()["models"][0]["active_requests"] == 0, 1.0)
 
 
+def test_the_upstreams_own_4xx_keeps_its_status_and_message(gw, direct):
+    bad = chat(temperature=5)
+    want = direct.post("/v1/chat/completions", json=bad)
+    got = gw.post("/v1/chat/completions", json=bad)
+    assert want.status_code == got.status_code == 400
+    assert got.json()["error"]["message"] == want.json()["error"]["message"]
+    assert got.json()["error"]["param"] == "temperature"
+
+
 def test_keys(gw, direct, upstream, faults):
     # the upstream wants its key; the gateway sends it, from BOX_KEY
     assert httpx.post(upstream.url + "/v1/chat/completions", json=chat()).status_code == 401
@@ -317,6 +326,16 @@ def test_max_concurrency_is_a_429(gw, gateway):
     assert first["status"] == 200
     assert second.status_code == 429 and second.json()["error"]["code"] == "queue_full"
     assert second.headers["retry-after"]
+
+
+def test_client_leaving_before_the_first_event_closes_the_upstream_request(gateway, gw):
+    # fault/slow answers after SLOW s; a client that gives up first must not hold the slot
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(gateway.url + "/v1/chat/completions", json=chat("fault/slow", stream=True),
+                   timeout=0.3, headers={"Authorization": f"Bearer {GATEWAY_KEY}"})
+    left = time.perf_counter()
+    assert wait_until(lambda: gw.get("/health").json()["upstreams"][3]["in_flight"] == 0, SLOW)
+    assert time.perf_counter() - left < SLOW - 0.5
 
 
 def test_failover_to_the_next_upstream(gw, faults):
