@@ -77,7 +77,10 @@ class ChatChunker:
             out += [self._chunk(event.index, d) for d in parser.finish()]
             self.usage.completion_tokens += event.completion_tokens
             reason = "tool_calls" if parser.called_tools else event.finish_reason
-            out.append(self._chunk(event.index, {}, finish_reason=reason))
+            last = self._chunk(event.index, {}, finish_reason=reason)
+            if event.stop_sequence is not None:  # vLLM's field: which stop string matched
+                last["choices"][0]["stop_reason"] = event.stop_sequence
+            out.append(last)
             return out
         return []
 

@@ -244,9 +244,18 @@ def ps(url: str = typer.Option("http://127.0.0.1:8000", "--url"),
             return "busy"
         return "forever" if m["keep_alive"] is None else describe(m["expires_in_seconds"])
 
-    table(["ID", "MEMORY", "CONTEXT", "GPU LAYERS", "ACTIVE", "UNLOADS IN"],
-          [[m["id"], human_size(m.get("memory_bytes")), str(m.get("context_length")),
-            str(m.get("gpu_layers", 0)), str(m.get("active_requests", 0)), until(m)]
+    def slots(m):
+        busy = sum(1 for s in m.get("slots", []) if s["busy"])
+        return f"{busy}/{m.get('parallel', 1)} busy"
+
+    def cache(m):
+        c = m.get("prompt_cache") or {}
+        return f"{human_size(c.get('bytes', 0))} ({c.get('entries', 0)})" if c.get("capacity_bytes") else "off"
+
+    # CONTEXT is per slot: the KV cache holds SLOTS x CONTEXT tokens
+    table(["ID", "MEMORY", "CONTEXT", "SLOTS", "GPU LAYERS", "PROMPT CACHE", "ACTIVE", "UNLOADS IN"],
+          [[m["id"], human_size(m.get("memory_bytes")), str(m.get("context_length")), slots(m),
+            str(m.get("gpu_layers", 0)), cache(m), str(m.get("active_requests", 0)), until(m)]
            for m in models], keep=0)
     _print_upstreams(health.get("upstreams", []))
 

@@ -63,6 +63,7 @@ log = logging.getLogger("localgw.engine")
 PENALTY_LAST_N = 64
 PREFILL_CHUNK_WHILE_DECODING = 128  # prompt tokens per step while other slots stream
 MIN_SAVE_TOKENS = 32                # a slot holding fewer tokens is not worth saving
+SLOT_SIMILARITY = 0.5               # share of a prompt a slot must hold to be chosen for it
 _backend_ready = False
 
 
@@ -201,6 +202,10 @@ class LlamaRunner:
         self.cache = PromptCache(options.cache_ram if options.cache_ram is not None
                                  else default_cache_ram())
         self._slots = [_Slot(seq) for seq in range(self.n_parallel)]
+        # stream copies run at the start of the next decode: until then a destination is no
+        # donor, and neither end is reassigned (a source may feed several copies)
+        self._copy_to: set[int] = set()
+        self._copy_from: set[int] = set()
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._waiting: deque[_Job] = deque()  # taken off the queue, not all choices admitted
         self._queued = 0
@@ -422,7 +427,8 @@ class LlamaRunner:
                 continue
             if job.admitted and job.lead is not None and job.lead.state == "prefill":
                 return  # siblings copy the lead's prompt once it is in the cache
-            idle = [s for s in self._slots if s.task is None]
+            idle = [s for s in self._slots if s.task is None and s.seq not in self._copy_to
+                    and s.seq not in self._copy_from]
             if not idle:
                 return
             self._start_task(job, idle, events)
@@ -434,10 +440,10 @@ class LlamaRunner:
         prompt = job.prompt
         limit = len(prompt) - 1  # the last prompt token is always evaluated (see the docstring)
         own = {id(s): min(common_prefix(as_tokens(s.tokens), prompt), limit) for s in self._slots}
-        slot = max(idle, key=lambda s: (own[id(s)], -s.last_used))
+        slot = self._choose_slot(idle, own, len(prompt))
         reuse = own[id(slot)]
-        donor = max((s for s in self._slots if s is not slot), key=lambda s: own[id(s)],
-                    default=None)
+        donor = max((s for s in self._slots if s is not slot and s.seq not in self._copy_to),
+                    key=lambda s: own[id(s)], default=None)
         entry, from_cache = self.cache.best(prompt) if self.cache.enabled else (None, 0)
         from_cache = min(from_cache, limit)
         self._save(slot, keep=reuse)
@@ -445,6 +451,8 @@ class LlamaRunner:
             reuse = own[id(donor)]
             # across KV streams llama.cpp copies a whole stream (on the next decode); then trim
             llama_cpp.llama_memory_seq_cp(self._mem, donor.seq, slot.seq, -1, -1)
+            self._copy_from.add(donor.seq)
+            self._copy_to.add(slot.seq)
             self._seq_rm(slot.seq, reuse)
             slot.tokens = list(prompt[:reuse])
         elif entry is not None and from_cache > reuse:
@@ -477,6 +485,17 @@ class LlamaRunner:
         if index == 0:
             job.lead = task
             events.append((job.out, PromptDone(len(prompt), reuse)))
+
+    @staticmethod
+    def _choose_slot(idle: list[_Slot], own: dict, prompt_len: int) -> _Slot:
+        """The idle slot whose cache covers most of this prompt, if that is at least half of it
+        (llama.cpp's server uses the same similarity rule); else an empty slot; else the least
+        recently used one (whose conversation then moves to the prompt cache)."""
+        similar = [s for s in idle if own[id(s)] >= SLOT_SIMILARITY * prompt_len]
+        if similar:
+            return max(similar, key=lambda s: (own[id(s)], -s.last_used))
+        empty = [s for s in idle if not s.tokens]
+        return empty[0] if empty else min(idle, key=lambda s: s.last_used)
 
     def _save(self, slot: _Slot, keep: int) -> None:
         """Before a slot is cut back to `keep` tokens for another conversation, keep its
@@ -526,6 +545,8 @@ class LlamaRunner:
             if batch.n == 0:
                 return
             rc = batch.decode(self._ctx.ctx)
+            self._copy_to.clear()  # pending stream copies ran at the start of that decode
+            self._copy_from.clear()
             if rc == 0:
                 break
             tasks = self._make_room(rc, tasks, decoding, chunks, events)
@@ -606,7 +627,8 @@ class LlamaRunner:
                 tail += "" if task.stops.stopped else task.stops.flush()
                 if tail:
                     events.append((job.out, TokenText(task.index, tail)))
-            events.append((job.out, ChoiceDone(task.index, finish, task.generated)))
+            events.append((job.out, ChoiceDone(task.index, finish, task.generated,
+                                               task.stops.matched)))
         task.sampler.close()
         task.slot.task = None
         task.slot.last_used = time.monotonic()

@@ -73,6 +73,7 @@ class ChoiceDone:
     index: int
     finish_reason: str         # "stop" or "length"
     completion_tokens: int
+    stop_sequence: str | None = None  # the stop string that ended it, if one did
 
 
 @dataclass

@@ -13,7 +13,8 @@ from starlette.routing import Route
 
 from localgw.engine.manager import ModelManager
 from localgw.errors import LocalgwError
-from localgw.server import routes
+from localgw.protocols.responses import ResponseStore
+from localgw.server import protocol_routes, routes
 from localgw.server.errors import handle_http_exception, handle_localgw_error, handle_unexpected
 from localgw.server.metrics import Metrics, MetricsMiddleware
 from localgw.server.middleware import APIKeyMiddleware, BodyLimitMiddleware, RequestIDMiddleware
@@ -52,6 +53,9 @@ def create_app(settings: ServerSettings, manager: ModelManager | None = None) ->
             Route("/v1/models/{model_id:path}", routes.get_model),
             Route("/v1/chat/completions", routes.chat_completions, methods=["POST"]),
             Route("/v1/completions", routes.completions, methods=["POST"]),
+            Route("/v1/messages", protocol_routes.messages, methods=["POST"]),
+            Route("/v1/messages/count_tokens", protocol_routes.count_tokens, methods=["POST"]),
+            Route("/v1/responses", protocol_routes.create_response, methods=["POST"]),
         ],
         middleware=[
             Middleware(RequestIDMiddleware),
@@ -70,5 +74,6 @@ def create_app(settings: ServerSettings, manager: ModelManager | None = None) ->
     app.state.settings = settings
     app.state.manager = manager
     app.state.metrics = state["metrics"] = Metrics(manager)
+    app.state.responses = ResponseStore()  # for previous_response_id, in memory only
     app.state.upstreams = UpstreamRegistry(settings.upstreams, recorder=app.state.metrics.upstreams)
     return app

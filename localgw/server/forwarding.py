@@ -108,7 +108,7 @@ async def forward_if_upstream(request: Request, path: str) -> Response | None:
     except ClientGone:
         return Response(status_code=CLIENT_CLOSED)
     if stream:
-        return EventStreamResponse(exchange.raw(), exchange.close)
+        return EventStreamResponse(exchange.raw(), exchange.close, encode=_as_is)
     try:
         content = await run_until_disconnect(request.receive, exchange.read)
     except ClientGone:
@@ -118,6 +118,10 @@ async def forward_if_upstream(request: Request, path: str) -> Response | None:
     upstream = exchange.response
     return Response(content, status_code=upstream.status_code,
                     media_type=upstream.headers.get("content-type", "application/json"))
+
+
+def _as_is(frames: bytes) -> bytes:
+    return frames  # the upstream's own SSE bytes, passed on unchanged
 
 
 @dataclass

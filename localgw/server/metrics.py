@@ -7,7 +7,8 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST
 
-ROUTES = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics"}
+ROUTES = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics",
+          "/v1/messages", "/v1/messages/count_tokens", "/v1/responses"}
 
 
 class Metrics:
@@ -35,6 +36,32 @@ class Metrics:
         loaded = Gauge("localgw_loaded_models", "Models loaded", registry=r)
         loaded.set_function(lambda: len(manager.loaded))
         self.upstreams = UpstreamMetrics(r)
+        self._engine_gauges(manager, r)
+
+    @staticmethod
+    def _engine_gauges(manager, registry) -> None:
+        """Slots and the host-RAM prompt cache, summed over the loaded models."""
+        def total(fn):
+            return lambda: sum(fn(e.runner) for e in list(manager.loaded.values())
+                               if hasattr(e.runner, "cache"))
+        gauges = {
+            "localgw_slots": ("Slots of the loaded models", lambda r: r.n_parallel),
+            "localgw_slots_busy": ("Slots running a request",
+                                   lambda r: sum(s["busy"] for s in r.describe_slots())),
+            "localgw_prompt_cache_bytes": ("Bytes held by the prompt cache", lambda r: r.cache.bytes),
+            "localgw_prompt_cache_entries": ("Sequences held by the prompt cache",
+                                             lambda r: len(r.cache.entries)),
+            "localgw_prompt_cache_hits": ("Prompts restored from the prompt cache",
+                                          lambda r: r.cache.stats.hits),
+            "localgw_prompt_cache_misses": ("Prompts the prompt cache could not help",
+                                            lambda r: r.cache.stats.misses),
+            "localgw_prompt_cache_evictions": ("Prompt cache entries dropped for room",
+                                               lambda r: r.cache.stats.evictions),
+            "localgw_prompt_tokens_evaluated": ("Prompt tokens decoded (not reused)",
+                                                lambda r: r.prompt_tokens_evaluated),
+        }
+        for name, (doc, fn) in gauges.items():
+            Gauge(name, doc, registry=registry).set_function(total(fn))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

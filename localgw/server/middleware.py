@@ -56,7 +56,7 @@ class BodyLimitMiddleware:
             return await self.app(scope, receive, send)
         length = _header(scope, b"content-length")
         if length and length.isdigit() and int(length) > self.max_bytes:
-            return await error_response(self._too_large())(scope, receive, send)
+            return await error_response(self._too_large(), scope["path"])(scope, receive, send)
         seen = 0
 
         async def counting_receive():
@@ -90,5 +90,5 @@ class APIKeyMiddleware:
             given = auth[7:].strip()
         if given is None or not hmac.compare_digest(given.encode(), self.key):
             err = AuthenticationError("missing or invalid API key")
-            return await error_response(err)(scope, receive, send)
+            return await error_response(err, scope["path"])(scope, receive, send)
         await self.app(scope, receive, send)

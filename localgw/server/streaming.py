@@ -44,12 +44,27 @@ async def run_until_disconnect(receive, work: Callable[[], Awaitable]):
     return result
 
 
-class EventStreamResponse:
-    """An ASGI response streaming `data:` frames; ends with `[DONE]`, even after an error."""
+def named_event(event: tuple[str, dict]) -> bytes:
+    """An `event: NAME` frame, as the Anthropic and Responses streams send them."""
+    name, data = event
+    return f"event: {name}\n".encode() + sse(data)
 
-    def __init__(self, chunks: AsyncIterator[dict | bytes], on_close: Callable[[], Awaitable[None]],
-                 headers: dict[str, str] | None = None):
+
+class EventStreamResponse:
+    """An ASGI response streaming SSE frames; a client that leaves stops the work.
+
+    By default (chat and text completions) items are `data:` frames and the stream ends with
+    `[DONE]`, even after an error. Other wire formats pass their own `encode`/`encode_error`
+    (e.g. `named_event`) and `done=None`: their streams end with their own last event.
+    """
+
+    def __init__(self, chunks: AsyncIterator, on_close: Callable[[], Awaitable[None]],
+                 headers: dict[str, str] | None = None, *,
+                 encode: Callable[[object], bytes] = sse,
+                 encode_error: Callable[[LocalgwError], bytes] = lambda exc: sse(exc.to_dict()),
+                 done: bytes | None = sse("[DONE]")):
         self.chunks, self.on_close, self.headers = chunks, on_close, headers or {}
+        self.encode, self.encode_error, self.done = encode, encode_error, done
 
     async def __call__(self, scope, receive, send):
         headers = [(b"content-type", b"text/event-stream; charset=utf-8"),
@@ -65,13 +80,12 @@ class EventStreamResponse:
                 await send({"type": "http.response.start", "status": 200, "headers": headers})
                 try:
                     async for chunk in self.chunks:
-                        body = chunk if isinstance(chunk, bytes) else sse(chunk)  # bytes: as is
-                        await send({"type": "http.response.body", "body": body,
+                        await send({"type": "http.response.body", "body": self.encode(chunk),
                                     "more_body": True})
                 except LocalgwError as exc:
-                    await send({"type": "http.response.body", "body": sse(exc.to_dict()),
+                    await send({"type": "http.response.body", "body": self.encode_error(exc),
                                 "more_body": True})
-                await send({"type": "http.response.body", "body": sse("[DONE]"),
+                await send({"type": "http.response.body", "body": self.done or b"",
                             "more_body": False})
                 tg.cancel_scope.cancel()
         except OSError:

@@ -226,6 +226,28 @@ def test_metrics_per_upstream(gw):
     assert 'localgw_upstream_in_flight{upstream="box"} 0.0' in text
 
 
+def test_anthropic_messages_for_the_upstreams_model(gw, direct):
+    """/v1/messages translates at the door and runs on the upstream through start_chat."""
+    want = direct.post("/v1/chat/completions", json=chat()).json()["choices"][0]
+    body = {"model": REMOTE, "max_tokens": 8, "temperature": 0,
+            "messages": [{"role": "user", "content": "Say hello."}]}
+    headers = {"x-api-key": GATEWAY_KEY, "anthropic-version": "2023-06-01"}
+    got = gw.post("/v1/messages", json=body, headers=headers)
+    assert got.status_code == 200, got.text
+    message = got.json()
+    assert message["type"] == "message" and message["model"] == REMOTE
+    assert "".join(b["text"] for b in message["content"] if b["type"] == "text") \
+        == want["message"]["content"]
+    assert message["stop_reason"] == {"length": "max_tokens", "stop": "end_turn"}[want["finish_reason"]]
+    assert message["usage"]["output_tokens"] > 0
+    with gw.stream("POST", "/v1/messages", json=dict(body, stream=True), headers=headers) as resp:
+        assert resp.status_code == 200
+        events = [json.loads(line[6:]) for line in resp.iter_lines() if line.startswith("data: ")]
+    assert events[0]["type"] == "message_start" and events[-1]["type"] == "message_stop"
+    assert "".join(e["delta"]["text"] for e in events if e["type"] == "content_block_delta"
+                   and e["delta"]["type"] == "text_delta") == want["message"]["content"]
+
+
 async def test_start_chat_runs_an_upstream_model(upstream, direct, tmp_path, monkeypatch):
     """The seam /v1/messages and /v1/responses use: a ChatCall whose chunks come from upstream."""
     from starlette.responses import JSONResponse
