@@ -154,14 +154,27 @@ async def start_upstream_chat(request: Request, targets: list[Target],
     want_usage = bool(req.stream and req.stream_options and req.stream_options.include_usage)
 
     async def chunks() -> AsyncIterator[dict]:
+        # A local ChatCall has its usage counted when a choice finishes; the upstream reports it
+        # in a last chunk of its own. So finishing chunks wait for it (renderers read the usage
+        # as a choice finishes), and a stream that breaks first sends no finish at all.
+        finishing, usage_chunk = [], None
         async for chunk in exchange.events():
             if "error" in chunk:
                 message = error_fields(json.dumps(chunk).encode())[0]
                 raise UpstreamBroken(exchange.upstream.client.fault(message))
+            ours = dict(chunk, id=call_id, created=created, model=req.model)
             if isinstance(chunk.get("usage"), dict):
                 _count(usage, chunk["usage"])
-            if chunk.get("choices") or want_usage and chunk.get("usage"):
-                yield dict(chunk, id=call_id, created=created, model=req.model)
+                usage_chunk = ours
+            choices = chunk.get("choices")
+            if choices and any(c.get("finish_reason") for c in choices):
+                finishing.append(ours)
+            elif choices:
+                yield ours
+        for chunk in finishing:
+            yield chunk
+        if want_usage and usage_chunk is not None and not usage_chunk.get("choices"):
+            yield usage_chunk
 
     return UpstreamChat(chunks(), usage, call_id, created, req.model, exchange.close)
 
