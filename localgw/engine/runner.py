@@ -199,6 +199,9 @@ class LlamaRunner:
         self._mem = self._ctx.memory
         self._metadata = self._model.metadata()
         self._batch = Batch(max(self.n_batch, self.n_parallel))
+        # prompt tokens per step when no slot streams: one ubatch on the CPU, where one takes
+        # about a second (a client that leaves is noticed between steps); the whole batch on a GPU
+        self._prefill_step = self.n_batch if self.n_gpu_layers != 0 else cparams.n_ubatch
         self.cache = PromptCache(options.cache_ram if options.cache_ram is not None
                                  else default_cache_ram())
         self._slots = [_Slot(seq) for seq in range(self.n_parallel)]
@@ -532,7 +535,8 @@ class LlamaRunner:
             for t in decoding:
                 token = t.pending if t.state == "generate" else int(t.job.prompt[-1])
                 t.out_index = batch.add([token], len(t.slot.tokens), t.slot.seq, True)
-            budget = batch.room if not decoding else min(batch.room, PREFILL_CHUNK_WHILE_DECODING)
+            budget = min(batch.room, self._prefill_step if not decoding
+                         else PREFILL_CHUNK_WHILE_DECODING)
             chunks = []
             for t in tasks:
                 if t.state != "prefill" or budget <= 0:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_val
 from localgw.chat.requests import ChatRequest, parse_body
 from localgw.chat.responses import Usage
 from localgw.errors import InvalidRequest, LocalgwError
+from localgw.protocols.chunks import ChunkRenderer
 
 Event = tuple[str, dict]   # (SSE event name, data)
 
@@ -242,11 +243,14 @@ def tool_use_id(call_id: str) -> str:
     return "toolu_" + call_id.removeprefix("call_")
 
 
-class MessageRenderer:
+class MessageRenderer(ChunkRenderer):
     """Chat chunks in, Anthropic stream events out; `message` is the body they add up to.
 
     Non-streaming is "collect the stream": the route feeds every chunk and returns `message`.
     """
+
+    REASONING = "thinking"
+    TEXT = "text"
 
     def __init__(self, model: str, usage: Usage, id_: str | None = None):
         self.usage = usage
@@ -272,23 +276,6 @@ class MessageRenderer:
         return [("message_start", {"type": "message_start",
                                    "message": copy.deepcopy(self.message)}),
                 ("ping", {"type": "ping"})]
-
-    def on_chunk(self, chunk: dict) -> list[Event]:
-        events = self.start()
-        for choice in chunk["choices"]:
-            if choice["index"] != 0:
-                continue
-            delta = choice["delta"]
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            if reasoning:
-                events += self._append("thinking", reasoning)
-            if delta.get("content"):
-                events += self._append("text", delta["content"])
-            for call in delta.get("tool_calls") or []:
-                events += self._tool_delta(call)
-            if choice.get("finish_reason"):
-                events += self._finish(choice["finish_reason"], choice.get("stop_reason"))
-        return events
 
     def _start_block(self, block: dict) -> list[Event]:
         events = self._close_block()

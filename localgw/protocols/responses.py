@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapt
 from localgw.chat.requests import ChatRequest, parse_body
 from localgw.chat.responses import Usage
 from localgw.errors import InvalidRequest, LocalgwError
+from localgw.protocols.chunks import ChunkRenderer
 
 Event = tuple[str, dict]
 
@@ -251,8 +252,11 @@ def _id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(12)}"
 
 
-class ResponseRenderer:
+class ResponseRenderer(ChunkRenderer):
     """Chat chunks in, Responses stream events out; `response` is the object they add up to."""
+
+    REASONING = "reasoning"
+    TEXT = "message"
 
     def __init__(self, req: ResponsesRequest, usage: Usage,
                  on_done: Callable[[dict], None] = lambda response: None):
@@ -293,24 +297,6 @@ class ResponseRenderer:
         self.started = True
         return [self._snapshot("response.created"), self._snapshot("response.in_progress")]
 
-    def on_chunk(self, chunk: dict) -> list[Event]:
-        events = self.start()
-        for choice in chunk["choices"]:
-            if choice["index"] != 0:
-                continue
-            delta = choice["delta"]
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            if reasoning:
-                events += self._append("reasoning", reasoning)
-            if delta.get("content"):
-                events += self._append("message", delta["content"])
-            for call in delta.get("tool_calls") or []:
-                events += self._tool_delta(call)
-            if choice.get("finish_reason"):
-                events += self._finish(choice["finish_reason"])
-        return events
-
-    # -- items --
     def _item(self) -> dict | None:
         return self.response["output"][self._open] if self._open is not None else None
 
@@ -389,7 +375,7 @@ class ResponseRenderer:
                                           delta=arguments))
         return events
 
-    def _finish(self, finish_reason: str) -> list[Event]:
+    def _finish(self, finish_reason: str, stop_sequence: str | None = None) -> list[Event]:
         events = self._close_item()
         u = self.usage
         self.response["usage"] = {
