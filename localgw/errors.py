@@ -101,3 +101,40 @@ class HubError(LocalgwError):
 
     status = 502
     type = "server_error"
+
+
+class ConfigError(LocalgwError):
+    """A setting `serve` was given (a flag, upstreams.toml) that cannot be used as written."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_config"
+
+
+class UpstreamError(LocalgwError):
+    """An upstream engine failed us: the message always names it as `upstream NAME (URL): …`."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+
+
+class UpstreamUnreachable(UpstreamError):
+    """Connection refused, DNS, TLS or a timeout before the first byte: the next upstream may do."""
+
+
+class UpstreamBroken(UpstreamError):
+    """The upstream stopped mid-answer or sent something that is not its protocol."""
+
+
+class UpstreamRejected(UpstreamError):
+    """The upstream answered with an error status; its message is kept, its status when the
+    client's request was at fault (4xx), 502 when the upstream was (5xx, or our key refused)."""
+
+    def __init__(self, message: str, *, status: int = 502, type: str | None = None,
+                 code: str | None = None, param: str | None = None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(message, param=param, code=code, headers=headers)
+        self.status = status
+        if type is not None:
+            self.type = type

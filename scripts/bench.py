@@ -4,6 +4,7 @@
     .venv/bin/python scripts/bench.py                 # starts its own server on the default model
     .venv/bin/python scripts/bench.py --url http://127.0.0.1:8000 --model ID --gguf PATH
     .venv/bin/python scripts/bench.py --json bench-results.json
+    .venv/bin/python scripts/bench.py --upstream      # gateway → upstream vs direct (serve --upstream)
     .venv/bin/python scripts/bench.py --chat-app      # only: the chat app attached vs. not
 
 Measures time to first token (TTFT) and decode tokens/s for a short and a ~1,500-token prompt,
@@ -224,14 +225,17 @@ def report_chat_app(r: dict) -> None:
     Console().print(t)
 
 
-def start_server(gguf: str, threads: int) -> tuple[subprocess.Popen, str]:
+def start_server(gguf: str | None, threads: int, extra: tuple[str, ...] = (),
+                 env: dict | None = None) -> tuple[subprocess.Popen, str]:
     import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "localgw", "serve", "--model", gguf, "--port",
-                             str(port), "--threads", str(threads)], cwd=ROOT,
-                            stderr=subprocess.PIPE, text=True)
+    model = ["--model", gguf] if gguf else []
+    proc = subprocess.Popen([sys.executable, "-m", "localgw", "serve", *model, "--port",
+                             str(port), "--threads", str(threads), *extra], cwd=ROOT,
+                            stderr=subprocess.PIPE, text=True,
+                            env=None if env is None else dict(os.environ, **env))
     ready = threading.Event()
 
     def pump():
@@ -245,6 +249,65 @@ def start_server(gguf: str, threads: int) -> tuple[subprocess.Popen, str]:
     return proc, f"http://127.0.0.1:{port}"
 
 
+UPSTREAM_TTFT_PAIRS = 20
+
+
+def upstream_overhead(gguf: str, threads: int) -> dict:
+    """TTFT and decode tok/s through a gateway (`serve --upstream`) vs straight to its upstream.
+
+    Two localgw servers: the upstream decodes the model; the gateway (its own empty home, so it
+    holds only the idle embedded default) forwards to it. Direct and gateway trials alternate
+    and never overlap; TTFT pairs use a 4-token answer, decode pairs DECODE_TOKENS.
+    """
+    import tempfile
+
+    up_proc, up_url = start_server(gguf, threads)
+    home = tempfile.mkdtemp(prefix="localgw-bench-gateway-")
+    gw_proc = None
+    try:
+        gw_proc, gw_url = start_server(None, threads, ("--upstream", f"up={up_url}"),
+                                       env={"LOCALGW_HOME": home})
+        model = Path(gguf).stem
+        sides = {"direct": ServerSide(up_url, model), "gateway": ServerSide(gw_url, model)}
+        for side in sides.values():
+            side.stream(messages("warm up"), 8)
+        ttft: dict = {"direct": [], "gateway": []}
+        for _ in range(UPSTREAM_TTFT_PAIRS):
+            for name, side in sides.items():
+                time.sleep(SETTLE / 5)
+                ttft[name].append(side.stream(messages("Say hello."), 4)["ttft_ms"])
+        decode: dict = {"direct": [], "gateway": []}
+        for _ in range(REPEATS):
+            for name, side in sides.items():
+                time.sleep(SETTLE)
+                decode[name].append(side.stream(messages("Write a long story about a dragon."))["decode_tps"])
+    finally:
+        for proc in (gw_proc, up_proc):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(30)
+    out = {name: {"ttft_ms": statistics.median(ttft[name]),
+                  "decode_tps": statistics.median(decode[name])} for name in ttft}
+    out["ttft_overhead_ms"] = statistics.median(g - d for g, d in zip(ttft["gateway"], ttft["direct"]))
+    out["decode_ratio"] = out["gateway"]["decode_tps"] / out["direct"]["decode_tps"]
+    out["pairs"] = {"ttft": UPSTREAM_TTFT_PAIRS, "decode": REPEATS, "decode_tokens": DECODE_TOKENS}
+    return out
+
+
+def report_upstream(model: str, r: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"localgw bench: through a gateway vs direct to the upstream ({model})")
+    for col in ("measure", "direct", "through the gateway", "overhead / ratio"):
+        t.add_column(col)
+    t.add_row("TTFT ms (median)", f"{r['direct']['ttft_ms']:.1f}", f"{r['gateway']['ttft_ms']:.1f}",
+              f"{r['ttft_overhead_ms']:+.2f} ms (median of paired differences)")
+    t.add_row("decode tok/s (median)", f"{r['direct']['decode_tps']:.1f}",
+              f"{r['gateway']['decode_tps']:.1f}", f"{r['decode_ratio']:.3f}×")
+    Console().print(t)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--url", help="a running server (default: start one)")
@@ -252,11 +315,20 @@ def main() -> None:
     ap.add_argument("--gguf", help="GGUF file for the in-process reference (default: SmolLM2)")
     ap.add_argument("--threads", type=int, default=default_threads()[0])
     ap.add_argument("--json", metavar="FILE", help="also save the results as JSON")
+    ap.add_argument("--upstream", action="store_true",
+                    help="only the upstream case: a gateway forwarding to a second server vs direct")
     ap.add_argument("--chat-app", action="store_true",
                     help="only: decode tok/s of a long answer with the chat app attached vs. without")
     args = ap.parse_args()
     gguf = args.gguf or str(embedded_model_path())
     model = args.model or Path(gguf).stem
+    if args.upstream:
+        results = {"model": model, "threads": args.threads, "cpus": os.cpu_count(),
+                   "upstream": upstream_overhead(gguf, args.threads)}
+        report_upstream(model, results["upstream"])
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2))
+        return
     proc = None
     if not args.url:
         proc, args.url = start_server(gguf, args.threads)

@@ -44,6 +44,7 @@ class ModelInfo:
     features: list[str] = field(default_factory=list)
     loaded: bool = False
     default_sampling: dict = field(default_factory=dict)  # what the server uses for fields left out
+    upstream: str | None = None  # the engine that serves it, when not this server
 
     def defaults_label(self) -> str:
         """e.g. "temperature 0.7 · top_p 0.8 · top_k 20", or "" when the server does not say."""
@@ -119,7 +120,7 @@ class HttpChatClient:
         data = await self._get("/v1/models")
         return [ModelInfo(m["id"], m.get("context_length"), m.get("quantization"), m.get("size"),
                           m.get("supported_features") or [], bool(m.get("loaded")),
-                          m.get("default_sampling") or {})
+                          m.get("default_sampling") or {}, m.get("upstream"))
                 for m in data.get("data", [])]
 
     async def stream_chat(self, model: str, messages: list[dict], *, temperature: float | None,

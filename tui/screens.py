@@ -22,7 +22,8 @@ class ModelPicker(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label("Pick a model", classes="dialog-title")
-            yield OptionList(*[Option(m.label(), id=m.id) for m in self.models], id="models")
+            yield OptionList(*[Option(m.label() + (f" · via {m.upstream}" if m.upstream else ""),
+                                      id=m.id) for m in self.models], id="models")
 
     def on_mount(self) -> None:
         options = self.query_one(OptionList)

@@ -165,11 +165,16 @@ def serve(
                                            help="slots per model: requests decoded together (default by memory, at least 2)"),
     cache_ram: Optional[str] = typer.Option(None, "--cache-ram",
                                             help="host-RAM prompt cache, e.g. 2GiB or 512MiB; 0 turns it off (default min(2 GiB, 10% of RAM))"),
+    upstream: list[str] = typer.Option([], "--upstream", metavar="[NAME=]URL",
+                                       help="serve an OpenAI-compatible engine's models too (repeatable; "
+                                            "more in $LOCALGW_HOME/upstreams.toml)"),
 ):
     """Run the OpenAI-compatible API server."""
+    from localgw import config
     from localgw.cli.serve import run_server
     from localgw.engine.types import LoadOptions
     from localgw.server.settings import ServerSettings
+    from localgw.upstreams import config as upstreams
 
     settings = ServerSettings(
         host=host or os.environ.get("LOCALGW_HOST", "127.0.0.1"),
@@ -180,7 +185,8 @@ def serve(
         max_output=max_output,
         max_loaded=max_loaded, keep_alive=_keep_alive(keep_alive), max_body_bytes=max_body,
         chat_template=_read_template(chat_template), reasoning_field=_reasoning_field(reasoning_field),
-        limits=_limits(limit))
+        limits=_limits(limit),
+        upstreams=upstreams.load(upstream, config.home()))
     run_server(settings)
 
 
@@ -242,6 +248,7 @@ def ps(url: str = typer.Option("http://127.0.0.1:8000", "--url"),
         stderr.print(f"loading {loading}…")
     if not models:
         stderr.print("no model loaded")
+        _print_upstreams(health.get("upstreams", []))
         return
 
     def until(m):
@@ -262,6 +269,17 @@ def ps(url: str = typer.Option("http://127.0.0.1:8000", "--url"),
           [[m["id"], human_size(m.get("memory_bytes")), str(m.get("context_length")), slots(m),
             str(m.get("gpu_layers", 0)), cache(m), str(m.get("active_requests", 0)), until(m)]
            for m in models], keep=0)
+    _print_upstreams(health.get("upstreams", []))
+
+
+def _print_upstreams(upstreams: list[dict]) -> None:
+    if not upstreams:
+        return
+    state = {True: "yes", False: "no", None: "not yet"}
+    table(["UPSTREAM", "URL", "REACHABLE", "MODELS", "IN FLIGHT", "LAST ERROR"],
+          [[u["name"], u["url"], state[u["reachable"]], ", ".join(u["models"]) or "-",
+            str(u["in_flight"]) + (f"/{u['max_concurrency']}" if u.get("max_concurrency") else ""),
+            u.get("last_error") or "-"] for u in upstreams], keep=0, whole=(1,))
 
 
 @app.command("pull")

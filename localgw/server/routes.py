@@ -24,6 +24,8 @@ from localgw.engine.types import JobFailed, TokenText
 from localgw.errors import InvalidRequest, LocalgwError
 from localgw.server.limits import (SMALL_BODY, PreparePool, bounded_prompt_tokens,
                                    check_prompt_chars, check_stop)
+from localgw.server.forwarding import (forward_if_upstream, start_upstream_chat, upstream_model,
+                                       upstream_models, upstream_targets)
 from localgw.server.metrics import RequestTimer
 from localgw.server.streaming import ClientGone, EventStreamResponse, run_until_disconnect
 
@@ -71,14 +73,18 @@ async def list_models(request: Request) -> JSONResponse:
     manager = request.app.state.manager
     override = request.app.state.settings.chat_template
     max_output = request.app.state.settings.max_output
+    manifests = manager.manifests()
     data = [model_object(m, manager.loaded.get(m.id), override,
                          manager.default_sampling(m).values, max_output)
-            for m in manager.manifests()]
+            for m in manifests]
+    data += upstream_models(request, {m.id for m in manifests})
     return JSONResponse({"object": "list", "data": data})
 
 
 async def get_model(request: Request) -> JSONResponse:
     manager = request.app.state.manager
+    if (upstream := await upstream_model(request, request.path_params["model_id"])) is not None:
+        return JSONResponse(upstream)
     manifest = manager.manifest(request.path_params["model_id"])
     return JSONResponse(model_object(manifest, manager.loaded.get(manifest.id),
                                      request.app.state.settings.chat_template,
@@ -91,7 +97,8 @@ async def health(request: Request) -> JSONResponse:
     loaded = [e.describe() for e in list(manager.loaded.values())]
     status = "shutting_down" if manager.closing else "ok"
     return JSONResponse({"status": status, "models": loaded, "loading": sorted(manager.loading),
-                         "available": [m.id for m in manager.manifests()]},
+                         "available": [m.id for m in manager.manifests()],
+                         "upstreams": request.app.state.upstreams.describe()},
                         status_code=503 if manager.closing else 200)
 
 
@@ -277,6 +284,8 @@ async def start_chat(request: Request, req: ChatRequest) -> ChatCall:
     (a load, a full queue) and the preparation end at once if the client disconnects (ClientGone),
     and whatever was taken (the model, a queued job) is given back.
     """
+    if targets := await upstream_targets(request, req.model):
+        return ChatCall(**vars(await start_upstream_chat(request, targets, req)))
     app = request.app
     settings = app.state.settings
     manager = app.state.manager
@@ -340,6 +349,8 @@ async def count_prompt(request: Request, req: ChatRequest) -> tuple[PreparedChat
 
 
 async def chat_completions(request: Request) -> Response:
+    if (forwarded := await forward_if_upstream(request, "chat/completions")) is not None:
+        return forwarded
     req: ChatRequest = await parse_request(request, ChatRequest)
     call = await start_chat(request, req)
     return await respond(request, chunks=call.chunks, close=call.close, stream=req.stream,
@@ -368,6 +379,8 @@ def _tokenize_prompts(runner, prompts: list[str], stop: threading.Event) -> list
 
 
 async def completions(request: Request) -> Response:
+    if (forwarded := await forward_if_upstream(request, "completions")) is not None:
+        return forwarded
     req: CompletionRequest = await parse_request(request, CompletionRequest)
     app = request.app
     manager = app.state.manager

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from localgw.engine.types import LoadOptions
 from localgw.server.limits import Limits
+from localgw.upstreams.config import UpstreamConfig
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
@@ -27,6 +28,7 @@ class ServerSettings:
     reasoning_field: str = "both"     # reasoning_content | reasoning | both
     max_output: int = 4096            # tokens a reply may have when its request names no max_tokens
     limits: Limits = field(default_factory=Limits)  # per-request bounds (serve --limit NAME=N)
+    upstreams: list[UpstreamConfig] = field(default_factory=list)  # engines whose models we serve too
 
     @property
     def is_loopback(self) -> bool:

@@ -23,7 +23,7 @@ async def _wait_disconnect(receive) -> None:
 
 async def run_until_disconnect(receive, work: Callable[[], Awaitable]):
     """Run `work()`; if the client disconnects first, cancel it and raise ClientGone."""
-    result, gone = None, False
+    result, gone, error = None, False, None
     async with anyio.create_task_group() as tg:
         async def watch():
             nonlocal gone
@@ -32,10 +32,15 @@ async def run_until_disconnect(receive, work: Callable[[], Awaitable]):
             tg.cancel_scope.cancel()
 
         tg.start_soon(watch)
-        result = await work()
+        try:
+            result = await work()
+        except Exception as exc:  # noqa: BLE001 - re-raised below as itself: anyio's task group
+            error = exc           # would wrap it in an ExceptionGroup (a 500 instead of its status)
         tg.cancel_scope.cancel()
     if gone:
         raise ClientGone()
+    if error is not None:
+        raise error
     return result
 
 
