@@ -70,7 +70,10 @@ class ServerSide:
 
     def __init__(self, name: str, url: str, model: str | None = None):
         self.name, self.url = name, url.rstrip("/")
-        self.http = httpx.Client(base_url=self.url, timeout=600)
+        # a fresh connection per request: a kept-alive one may be closed by the server while the
+        # other side runs a trial, and the next request would then fail on it
+        self.http = httpx.Client(base_url=self.url, timeout=600,
+                                 limits=httpx.Limits(max_keepalive_connections=0))
         self.model = model or self.http.get("/v1/models").raise_for_status().json()["data"][0]["id"]
 
     def stream(self, msgs: list[dict], max_tokens: int = DECODE_TOKENS, **extra) -> dict:
