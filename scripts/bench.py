@@ -1,16 +1,20 @@
 #!/usr/bin/env python3
-"""Benchmark localgw against in-process llama-cpp-python on the same model and thread count.
+"""Benchmark localgw, side by side with another OpenAI-compatible server or in-process llama-cpp-python.
 
-    .venv/bin/python scripts/bench.py                 # starts its own server on the default model
-    .venv/bin/python scripts/bench.py --url http://127.0.0.1:8000 --model ID --gguf PATH
+    .venv/bin/python scripts/bench.py                  # starts localgw; vs. in-process llama-cpp-python
+    .venv/bin/python scripts/bench.py --url http://127.0.0.1:8000 --model ID   # a running localgw
+    .venv/bin/python scripts/bench.py --compare-url http://127.0.0.1:8080 --compare-name llama-server
     .venv/bin/python scripts/bench.py --json bench-results.json
-    .venv/bin/python scripts/bench.py --upstream      # gateway → upstream vs direct (serve --upstream)
-    .venv/bin/python scripts/bench.py --chat-app      # only: the chat app attached vs. not
+    .venv/bin/python scripts/bench.py --upstream       # gateway → upstream vs direct (serve --upstream)
+    .venv/bin/python scripts/bench.py --chat-app       # only: the chat app attached vs. not
 
-Measures time to first token (TTFT) and decode tokens/s for a short and a ~1,500-token prompt,
-TTFT on each turn of a 6-turn conversation, and 4 concurrent clients. Server and in-process
-trials alternate, 5 of each, medians reported; they never decode at the same time (on a small
-machine they would only slow each other).
+Cases (issue 10): time to first token (TTFT) and decode tok/s of one stream after a short and after
+a ~1,500-token prompt; 2 and 4 conversations taking turns (a ~500-token system note each, 6 turns,
+round robin): TTFT of turn 1 and the median of turns 2-6; 4 concurrent streams: aggregate tok/s
+and the slowest stream's time. The two sides alternate trial by trial and never generate at the
+same time (on a small machine they would only slow each other); medians are reported. Temperature 0,
+fixed max_tokens, a fresh nonce in every prompt: nothing is reused across trials except within a
+conversation, which is what that case measures.
 """
 
 from __future__ import annotations
@@ -35,15 +39,25 @@ sys.path.insert(0, str(ROOT))
 from localgw.defaults import embedded_model_path  # noqa: E402
 from localgw.engine.threads import default_threads  # noqa: E402
 
-DECODE_TOKENS = 200
-REPEATS = 5
+DECODE_TOKENS = 200  # single stream
+STREAM_TOKENS = 128  # each of the concurrent streams
+TURN_TOKENS = 24  # each conversation turn
+STREAMS = 4
+REPEATS = 5  # trials per side of the single-stream and concurrent cases
+CONV_REPEATS = 3  # trials per side of each conversation case (each gives n × 6 turns)
 SETTLE = 0.5  # seconds between trials: llama.cpp's OpenMP threads spin a while after work
+SHORT = "Write a long story about a dragon."
+
+
+def notes(n: int) -> str:
+    """About 20 tokens a note (SmolLM2's tokenizer): 74 make a ~1,500-token prompt, 25 a ~500-token
+    system note."""
+    return " ".join(f"Note {i}: the shipment {secrets.token_hex(3)} left dock {i % 7} on time."
+                    for i in range(n))
 
 
 def long_prompt() -> str:
-    facts = " ".join(f"Note {i}: the shipment {secrets.token_hex(3)} left dock {i % 7} on time."
-                     for i in range(100))
-    return f"Read these notes. {facts} Now write a detailed report about the shipments."
+    return f"Read these notes. {notes(74)} Now write a detailed report about the shipments."
 
 
 def messages(content: str) -> list[dict]:
@@ -52,9 +66,16 @@ def messages(content: str) -> list[dict]:
 
 
 class ServerSide:
-    def __init__(self, url: str, model: str):
-        self.url, self.model = url.rstrip("/"), model
-        self.http = httpx.Client(base_url=self.url, timeout=600)
+    """Any OpenAI-compatible server: localgw, llama.cpp's llama-server, ..."""
+    concurrent = True
+
+    def __init__(self, name: str, url: str, model: str | None = None):
+        self.name, self.url = name, url.rstrip("/")
+        # a fresh connection per request: a kept-alive one may be closed by the server while the
+        # other side runs a trial, and the next request would then fail on it
+        self.http = httpx.Client(base_url=self.url, timeout=600,
+                                 limits=httpx.Limits(max_keepalive_connections=0))
+        self.model = model or self.http.get("/v1/models").raise_for_status().json()["data"][0]["id"]
 
     def stream(self, msgs: list[dict], max_tokens: int = DECODE_TOKENS, **extra) -> dict:
         body = {"model": self.model, "messages": msgs, "temperature": 0, "max_tokens": max_tokens,
@@ -68,15 +89,19 @@ class ServerSide:
                     continue
                 chunk = json.loads(line[6:])
                 usage = chunk.get("usage") or usage
-                for c in chunk["choices"]:
-                    if c["delta"].get("content"):
+                for c in chunk.get("choices") or []:
+                    if (c.get("delta") or {}).get("content"):
                         stamps.append(time.perf_counter())
                         text += c["delta"]["content"]
+        details = usage.get("prompt_tokens_details") or {}  # None: the server does not say
         return timing(start, stamps, usage.get("completion_tokens", len(stamps)), text,
-                      usage.get("prompt_tokens_details", {}).get("cached_tokens", 0))
+                      details.get("cached_tokens"), usage.get("prompt_tokens", 0))
 
 
 class InProcess:
+    """llama-cpp-python in this process: one sequence, one request at a time."""
+    name, concurrent = "in-process llama-cpp-python", False
+
     def __init__(self, gguf: str, threads: int, n_ctx: int = 8192):
         import llama_cpp
         self.llm = llama_cpp.Llama(gguf, n_ctx=n_ctx, n_threads=threads,
@@ -92,54 +117,115 @@ class InProcess:
             if piece:
                 stamps.append(time.perf_counter())
                 text += piece
-        return timing(start, stamps, len(stamps), text, 0)
+        return timing(start, stamps, len(stamps), text, None)
 
 
-def timing(start: float, stamps: list[float], tokens: int, text: str, cached: int) -> dict:
+def timing(start: float, stamps: list[float], tokens: int, text: str, cached: int | None,
+           prompt: int = 0) -> dict:
     ttft = stamps[0] - start if stamps else float("nan")
     decode = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 2 else float("nan")
     return {"ttft_ms": ttft * 1000, "decode_tps": decode, "tokens": tokens, "text": text,
-            "cached": cached}
+            "cached": cached, "prompt_tokens": prompt, "end": time.perf_counter() - start}
 
 
-def paired_medians(server, local, content: str) -> tuple[dict, dict]:
-    """Alternate server and in-process trials, so drift on a busy laptop hits both alike."""
-    runs: dict = {"server": [], "local": []}
-    for _ in range(REPEATS):
-        for name, side in (("server", server), ("local", local)):
-            time.sleep(SETTLE)
-            runs[name].append(side.stream(messages(content)))
-
-    def summary(rs):
-        return {"ttft_ms": statistics.median(r["ttft_ms"] for r in rs),
-                "decode_tps": statistics.median(r["decode_tps"] for r in rs),
-                "tokens": rs[0]["tokens"]}
-    return summary(runs["server"]), summary(runs["local"])
+# ---- the cases: one trial each, on one side ------------------------------------------------------
+def single_stream(side, content: str) -> dict:
+    r = side.stream(messages(content), DECODE_TOKENS)
+    return {"ttft_ms": r["ttft_ms"], "decode_tps": r["decode_tps"], "tokens": r["tokens"],
+            "prompt_tokens": r["prompt_tokens"]}
 
 
-def conversation(side) -> list[float]:
-    msgs = [{"role": "system", "content": long_prompt()}]
-    out = []
-    for turn in range(6):
-        msgs.append({"role": "user", "content": f"Question {turn}: summarise note {turn}."})
-        r = side.stream(msgs, max_tokens=24)
-        msgs.append({"role": "assistant", "content": r["text"]})
-        out.append(r["ttft_ms"])
-    return out
+def conversations(side, n: int, turns: int = 6) -> dict:
+    """n chats, each opening with its own ~500-token system note, taking turns round robin."""
+    chats = [[{"role": "system", "content": f"You are assistant {c}. {notes(25)}"}] for c in range(n)]
+    first, later, cached = [], [], []
+    for turn in range(turns):
+        for msgs in chats:
+            msgs.append({"role": "user", "content": f"Question {turn}: summarise note {turn}."})
+            r = side.stream(msgs, TURN_TOKENS)
+            msgs.append({"role": "assistant", "content": r["text"]})
+            (first if turn == 0 else later).append(r["ttft_ms"])
+            if turn and r["prompt_tokens"] and r["cached"] is not None:
+                cached.append(100 * r["cached"] / r["prompt_tokens"])
+    return {"turn1_ttft_ms": first, "later_ttft_ms": later, "later_cached_pct": cached}
 
 
-def concurrent_clients(server: ServerSide, n: int = 4) -> dict:
+def concurrent_streams(side, n: int = STREAMS) -> dict:
     def one(i):
-        start = time.perf_counter()
-        r = ServerSide(server.url, server.model).stream(messages(f"Tell story number {i}."), 64)
-        return r["tokens"], time.perf_counter() - start
+        return side.stream(messages(f"Tell story number {i}."), STREAM_TOKENS)
 
     start = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(n) as pool:
         results = list(pool.map(one, range(n)))
     wall = time.perf_counter() - start
-    return {"clients": n, "aggregate_tps": sum(t for t, _ in results) / wall,
-            "slowest_s": max(s for _, s in results)}
+    return {"aggregate_tps": sum(r["tokens"] for r in results) / wall,
+            "slowest_s": max(r["end"] for r in results)}
+
+
+def interleaved(sides: list, trial, repeats: int) -> dict[str, list[dict]]:
+    """The same trial on each side in turn, repeats times: drift on a busy machine hits all alike."""
+    runs: dict = {s.name: [] for s in sides}
+    for _ in range(repeats):
+        for side in sides:
+            time.sleep(SETTLE)
+            runs[side.name].append(trial(side))
+    return runs
+
+
+def med(values) -> float:
+    values = list(values)
+    return statistics.median(values) if values else float("nan")
+
+
+def run_cases(sides: list, repeats: int) -> dict:
+    """{"rows": {side: {measure: median}}, "trials": {case: {side: [trial, ...]}}}."""
+    rows: dict = {s.name: {} for s in sides}
+    trials: dict = {}
+    for kind, make in (("short prompt", lambda: SHORT), ("~1,500-token prompt", long_prompt)):
+        trials[kind] = interleaved(sides, lambda s: single_stream(s, make()), repeats)
+        for name, rs in trials[kind].items():
+            rows[name][f"{kind}: TTFT ms"] = med(r["ttft_ms"] for r in rs)
+            rows[name][f"{kind}: decode tok/s"] = med(r["decode_tps"] for r in rs)
+    for n in (2, 4):
+        case = f"{n} conversations"
+        trials[case] = interleaved(sides, lambda s: conversations(s, n), min(repeats, CONV_REPEATS))
+        for name, rs in trials[case].items():
+            rows[name][f"{case}: turn 1 TTFT ms"] = med(t for r in rs for t in r["turn1_ttft_ms"])
+            rows[name][f"{case}: turns 2-6 TTFT ms"] = med(t for r in rs for t in r["later_ttft_ms"])
+            rows[name][f"{case}: turns 2-6 cached %"] = med(p for r in rs for p in r["later_cached_pct"])
+    able = [s for s in sides if s.concurrent]
+    case = f"{STREAMS} concurrent streams"
+    trials[case] = interleaved(able, concurrent_streams, repeats)
+    for name, rs in trials[case].items():
+        rows[name][f"{case}: aggregate tok/s"] = med(r["aggregate_tps"] for r in rs)
+        rows[name][f"{case}: slowest s"] = med(r["slowest_s"] for r in rs)
+    return {"rows": rows, "trials": trials}
+
+
+def report(r: dict) -> None:
+    """One table: a column per side, and localgw ÷ the other where there are two."""
+    from rich.console import Console
+    from rich.table import Table
+
+    names = list(r["rows"])
+    t = Table(title=f"localgw bench: {r['model']}, {r['threads']} threads, medians of "
+                    f"{r['repeats']} trials ({r['conv_repeats']} per conversation case), sides alternating")
+    t.add_column("measure")
+    for name in names:
+        t.add_column(name, justify="right")
+    if len(names) == 2:
+        t.add_column(f"{names[0]} ÷ {names[1]}", justify="right")
+    measures = list(dict.fromkeys(m for side in r["rows"].values() for m in side))
+    for m in measures:
+        vals = [r["rows"][n].get(m) for n in names]
+        cells = ["-" if v is None or v != v else f"{v:.2f}" if m.endswith(" s") else f"{v:.1f}"
+                 for v in vals]
+        if len(names) == 2:
+            a, b = vals
+            cells.append(f"{a / b:.2f}×" if a and b and a == a and b == b and not m.endswith("%") else "")
+        t.add_row(m, *cells)
+    Console(width=120).print(t)
+    print("lower is better for TTFT and the slowest stream; higher for tok/s", file=sys.stderr)
 
 
 # ---- the chat app attached (--chat-app) ------------------------------------------------------
@@ -268,7 +354,8 @@ def upstream_overhead(gguf: str, threads: int) -> dict:
         gw_proc, gw_url = start_server(None, threads, ("--upstream", f"up={up_url}"),
                                        env={"LOCALGW_HOME": home})
         model = Path(gguf).stem
-        sides = {"direct": ServerSide(up_url, model), "gateway": ServerSide(gw_url, model)}
+        sides = {"direct": ServerSide("direct", up_url, model),
+                 "gateway": ServerSide("gateway", gw_url, model)}
         for side in sides.values():
             side.stream(messages("warm up"), 8)
         ttft: dict = {"direct": [], "gateway": []}
@@ -310,10 +397,19 @@ def report_upstream(model: str, r: dict) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--url", help="a running server (default: start one)")
+    ap.add_argument("--url", help="a running localgw (default: start one)")
     ap.add_argument("--model", help="model id on that server (default: the file's stem)")
-    ap.add_argument("--gguf", help="GGUF file for the in-process reference (default: SmolLM2)")
+    ap.add_argument("--gguf", help="GGUF file to serve and for the in-process reference "
+                                   "(default: SmolLM2)")
     ap.add_argument("--threads", type=int, default=default_threads()[0])
+    ap.add_argument("--compare-url", help="another OpenAI-compatible server to run the same cases "
+                                          "against (instead of in-process llama-cpp-python)")
+    ap.add_argument("--compare-model", help="model id there (default: the first in /v1/models)")
+    ap.add_argument("--compare-name", default="other server", help="its column's name")
+    ap.add_argument("--no-in-process", action="store_true",
+                    help="without --compare-url: localgw alone, no in-process reference")
+    ap.add_argument("--repeats", type=int, default=REPEATS,
+                    help=f"trials per side of the single-stream and concurrent cases ({REPEATS})")
     ap.add_argument("--json", metavar="FILE", help="also save the results as JSON")
     ap.add_argument("--upstream", action="store_true",
                     help="only the upstream case: a gateway forwarding to a second server vs direct")
@@ -333,14 +429,26 @@ def main() -> None:
     if not args.url:
         proc, args.url = start_server(gguf, args.threads)
     results: dict = {"model": model, "threads": args.threads, "cpus": os.cpu_count(),
-                     "repeats": REPEATS, "decode_tokens": DECODE_TOKENS}
+                     "repeats": args.repeats, "conv_repeats": min(args.repeats, CONV_REPEATS),
+                     "decode_tokens": DECODE_TOKENS, "stream_tokens": STREAM_TOKENS,
+                     "turn_tokens": TURN_TOKENS}
     try:
-        server = ServerSide(args.url, model)
+        server = ServerSide("localgw", args.url, model)
         server.stream(messages("warm up"), 8)
         if args.chat_app:
             results["chat_app"] = chat_app_case(server)
         else:
-            main_cases(server, gguf, args.threads, results)
+            sides = [server]
+            if args.compare_url:
+                sides.append(ServerSide(args.compare_name, args.compare_url, args.compare_model))
+                results["compare"] = {"name": args.compare_name, "url": args.compare_url,
+                                      "model": sides[1].model}
+            elif not args.no_in_process:
+                sides.append(InProcess(gguf, args.threads))  # loaded beside the server, never
+                # decoding with it
+            for side in sides[1:]:
+                side.stream(messages("warm up"), 8)
+            results |= run_cases(sides, args.repeats)
     finally:
         if proc:
             proc.terminate()
@@ -351,41 +459,6 @@ def main() -> None:
         report(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
-
-
-def main_cases(server: ServerSide, gguf: str, threads: int, results: dict) -> None:
-    local = InProcess(gguf, threads)  # loaded beside the server; never decoding with it
-    local.stream(messages("warm up"), 8)
-    results["server"], results["in_process"] = {}, {}
-    for kind, content in (("short", "Write a long story about a dragon."), ("long", long_prompt())):
-        results["server"][kind], results["in_process"][kind] = paired_medians(server, local, content)
-    time.sleep(SETTLE)
-    results["server"]["conversation_ttft_ms"] = conversation(server)
-    time.sleep(SETTLE)
-    results["in_process"]["conversation_ttft_ms"] = conversation(local)
-    time.sleep(SETTLE)
-    results["concurrent"] = concurrent_clients(server)
-
-
-def report(r: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    t = Table(title=f"localgw bench: {r['model']}, {r['threads']} threads")
-    for col in ("measure", "localgw server", "in-process llama-cpp-python", "ratio / delta"):
-        t.add_column(col)
-    s, p = r["server"], r["in_process"]
-    for kind in ("short", "long"):
-        t.add_row(f"{kind} prompt: TTFT ms", f"{s[kind]['ttft_ms']:.1f}", f"{p[kind]['ttft_ms']:.1f}",
-                  f"{s[kind]['ttft_ms'] - p[kind]['ttft_ms']:+.1f} ms")
-        t.add_row(f"{kind} prompt: decode tok/s", f"{s[kind]['decode_tps']:.1f}",
-                  f"{p[kind]['decode_tps']:.1f}", f"{100 * s[kind]['decode_tps'] / p[kind]['decode_tps']:.1f}%")
-    for i, (a, b) in enumerate(zip(s["conversation_ttft_ms"], p["conversation_ttft_ms"])):
-        t.add_row(f"6-turn chat, turn {i + 1}: TTFT ms", f"{a:.1f}", f"{b:.1f}", f"{a - b:+.1f} ms")
-    c = r["concurrent"]
-    t.add_row(f"{c['clients']} concurrent clients: aggregate tok/s", f"{c['aggregate_tps']:.1f}", "-", "")
-    t.add_row(f"{c['clients']} concurrent clients: slowest s", f"{c['slowest_s']:.2f}", "-", "")
-    Console().print(t)
 
 
 if __name__ == "__main__":
