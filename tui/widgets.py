@@ -100,7 +100,7 @@ class AssistantMessage(Vertical):
     def _schedule_paint(self) -> None:
         if self._timer is None:
             wait = self._painted_at + FLUSH_INTERVAL - time.monotonic()
-            self._timer = self.set_timer(max(wait, 0.0), self._paint)
+            self._timer = self.set_timer(max(wait, 0.001), self._paint)  # textual: no 0 s timers
 
     async def _paint(self) -> None:
         self._timer = None

@@ -43,7 +43,7 @@ CASES = [
     ("named tool not in tools", "POST", "/v1/chat/completions", {"body": chat_body(tools=[{"type": "function", "function": {"name": "a"}}], tool_choice={"type": "function", "function": {"name": "b"}})}, 400, "invalid_request_error", None, "tool_choice.function.name"),
     ("json_schema without schema", "POST", "/v1/chat/completions", {"body": chat_body(response_format={"type": "json_schema"})}, 400, "invalid_request_error", None, None),
     ("prompt over the context", "POST", "/v1/chat/completions", {"body": chat_body(content=LONG)}, 400, "invalid_request_error", "context_length_exceeded", "messages"),
-    ("completion prompt over the context", "POST", "/v1/completions", {"body": {"model": MODEL_ID, "prompt": LONG}}, 400, "invalid_request_error", "context_length_exceeded", "messages"),
+    ("completion prompt over the context", "POST", "/v1/completions", {"body": {"model": MODEL_ID, "prompt": LONG}}, 400, "invalid_request_error", "context_length_exceeded", "prompt"),
     ("completion empty prompt list", "POST", "/v1/completions", {"body": {"model": MODEL_ID, "prompt": []}}, 400, "invalid_request_error", None, "prompt"),
     ("oversize body", "POST", "/v1/chat/completions", {"raw": b"{" + b" " * (17 * 1024 * 1024) + b"}"}, 413, "invalid_request_error", "request_too_large", None),
     ("unknown model id", "GET", "/v1/models/nope/nothing", {}, 404, "model_not_found", "model_not_found", "model"),

@@ -16,7 +16,7 @@ KEY = "sk-local-test-key"
 
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory):
-    proc = ServerProcess("--model", str(smollm2_path()), "--api-key", KEY, "--max-queue", "1",
+    proc = ServerProcess("--model", str(smollm2_path()), "--api-key", KEY, "--max-queue", "1", "--parallel", "1",
                          "--ctx", "2048", home=tmp_path_factory.mktemp("home"))
     yield proc
     proc.stop()

@@ -169,7 +169,8 @@ def test_a_restored_cache_entry_gives_the_same_tokens_as_an_uncached_run(slots2)
     long_a = f"[{secrets.token_hex(4)}] " + "Remember this list: apples, pears, plums. " * 30
     body = {"max_tokens": 20, "logit_bias": EOS_BAN}
     cold = stream(slots2.url, user(long_a), **body)
-    assert cold["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
+    # cold: at most the template's opening came from another slot
+    assert cold["usage"]["prompt_tokens_details"]["cached_tokens"] < 0.2 * cold["usage"]["prompt_tokens"]
     hits = health_model(slots2.url)["prompt_cache"]["hits"]
     for other in ("Tell me about cats. " * 20, "Tell me about dogs. " * 20):  # take both slots
         stream(slots2.url, user(f"[{secrets.token_hex(4)}] {other}"), **body)
