@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
-from typing import AsyncIterator, Awaitable, Callable
+from typing import AsyncIterator, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -20,6 +19,7 @@ from starlette.responses import Response
 from localgw.chat.requests import ChatRequest
 from localgw.chat.responses import Usage, new_id
 from localgw.errors import ModelNotFound, UpstreamBroken
+from localgw.server.calls import ChatCall
 from localgw.server.streaming import ClientGone, EventStreamResponse, run_until_disconnect
 from localgw.upstreams.forward import Exchange, error_fields, open_first
 from localgw.upstreams.registry import Listed, Target
@@ -124,18 +124,6 @@ def _as_is(frames: bytes) -> bytes:
     return frames  # the upstream's own SSE bytes, passed on unchanged
 
 
-@dataclass
-class UpstreamChat:
-    """The fields of a routes.ChatCall, for a chat running on an upstream."""
-
-    chunks: AsyncIterator[dict]
-    usage: Usage
-    id: str
-    created: int
-    model: str
-    close: Callable[[], Awaitable[None]]
-
-
 def _upstream_body(req: ChatRequest) -> dict:
     body = req.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude_none=True,
                           exclude={"keep_alive"})
@@ -144,7 +132,7 @@ def _upstream_body(req: ChatRequest) -> dict:
 
 
 async def start_upstream_chat(request: Request, targets: list[Target],
-                              req: ChatRequest) -> UpstreamChat:
+                              req: ChatRequest) -> ChatCall:
     """A ChatRequest streamed from an upstream, as `chat.completion.chunk` dicts."""
     body = _upstream_body(req)
     exchange = await _open(request, targets, "chat/completions",
@@ -176,7 +164,7 @@ async def start_upstream_chat(request: Request, targets: list[Target],
         if want_usage and usage_chunk is not None and not usage_chunk.get("choices"):
             yield usage_chunk
 
-    return UpstreamChat(chunks(), usage, call_id, created, req.model, exchange.close)
+    return ChatCall(chunks(), usage, call_id, created, req.model, exchange.close)
 
 
 def _count(usage: Usage, reported: dict) -> None:

@@ -26,6 +26,7 @@ from localgw.server.limits import (SMALL_BODY, PreparePool, bounded_prompt_token
                                    check_prompt_chars, check_stop)
 from localgw.server.forwarding import (forward_if_upstream, start_upstream_chat, upstream_model,
                                        upstream_models, upstream_targets)
+from localgw.server.calls import ChatCall
 from localgw.server.metrics import RequestTimer
 from localgw.server.streaming import ClientGone, EventStreamResponse, run_until_disconnect
 
@@ -177,24 +178,6 @@ async def _until_stopped(generation) -> None:
             pass
 
 
-@dataclass
-class ChatCall:
-    """A chat request running on a model, as every front door sees it.
-
-    `chunks` yields OpenAI `chat.completion.chunk` dicts (the internal event stream every wire
-    format translates from); `close()` stops the work and frees the model, and is safe to call
-    twice. Routes for other wire formats (Anthropic, Responses) start a ChatCall from their
-    translated request and render its chunks in their own shape.
-    """
-
-    chunks: AsyncIterator[dict]
-    usage: Usage
-    id: str
-    created: int
-    model: str
-    close: Callable[[], Awaitable[None]]
-
-
 def _closer(request: Request, entry, generation, usage: Usage, keep_alive="default"):
     app = request.app
     timer = request.state.timer
@@ -285,7 +268,7 @@ async def start_chat(request: Request, req: ChatRequest) -> ChatCall:
     and whatever was taken (the model, a queued job) is given back.
     """
     if targets := await upstream_targets(request, req.model):
-        return ChatCall(**vars(await start_upstream_chat(request, targets, req)))
+        return await start_upstream_chat(request, targets, req)
     app = request.app
     settings = app.state.settings
     manager = app.state.manager
