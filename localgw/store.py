@@ -100,6 +100,12 @@ class ModelStore:
             raise StoreError(f"invalid model id {model_id!r}")
         return self.root / (model_id.replace("/", "__") + ".json")
 
+    def has(self, model_id: str) -> bool:
+        try:
+            return self._file(model_id).exists()
+        except (StoreError, OSError, ValueError):  # not a valid id (or a NUL in it): no such model
+            return False
+
     def get(self, model_id: str) -> Manifest | None:
         path = self._file(model_id)
         if not path.exists():

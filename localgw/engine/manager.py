@@ -152,6 +152,11 @@ class ModelManager:
             seen.setdefault(manifest.id, manifest)
         return list(seen.values())
 
+    def knows(self, model_id: str) -> bool:
+        """Whether `model_id` is a local model (one stat, no parsing: asked on every upstream
+        request)."""
+        return model_id in self._extra or self.store.has(model_id)
+
     def manifest(self, model_id: str) -> Manifest:
         found = self._extra.get(model_id)
         if found is None:

@@ -9,21 +9,27 @@ Design (issue 10, "the engine, second generation"):
   own sampler chain (grammar, penalties, seed), stop matcher, UTF-8 decoder and logprobs.
 - HTTP handlers never touch the context: they `submit` a job (a FIFO queue, bounded: 429 past
   `max_queue`) and read events from their `Generation`. One thread — the loop — owns the context.
-- One decode loop, one batch per step (continuous batching): the next token of every generating
-  slot, plus a bounded chunk of pending prompt tokens, go into one `llama_decode`. Long prompts are
-  prefilled in chunks between decode steps, so a new 8k-token prompt does not freeze the streams
-  already running. Sampling stays in llama.cpp's sampler chains; events of a step are handed to
-  the event loop in one call.
+- One decode loop (continuous batching). Each step decodes the next token of every generating
+  slot in one batch (llama.cpp packs consecutive KV streams into one ubatch), hands their events
+  to the event loop, then reads pending prompt pieces: a bounded number of tokens per step (one
+  ubatch on the CPU, the whole batch on a GPU; 128 while others stream), so a new 8k-token prompt
+  does not freeze the streams already running. A prompt piece is decoded in a call of its own:
+  with several KV streams llama.cpp splits a mixed batch into ubatches of equal tokens per
+  sequence anyway, and a piece on its own is computed exactly as it would be alone. Sampling
+  stays in llama.cpp's sampler chains.
 - Slot choice by prefix: a new request takes the idle slot whose cached tokens share the longest
   prefix with its prompt. A longer prefix held by any other slot (busy or idle) is shared with
   `llama_memory_seq_cp` (the `n` choices of one request share their prompt this way: it is
   evaluated once). A longer one in the host-RAM prompt cache (engine.prompt_cache) is restored
   with `llama_state_seq_set_data`. A slot taken over by another conversation is saved there first.
-- Reproducible seeds: the prompt's last token is always evaluated on its own step (never inside a
-  prefill chunk, never skipped because it was cached), so the logits the first token is sampled
-  from do not depend on what was cached. Same request + same seed = same text, first call or
-  tenth. (Prefill chunk boundaries, and so a cached prefix's bits, can differ when prompts are
-  prefilled beside streams; README, "What you can rely on", says what holds.)
+- Reproducible seeds: the piece that ends a prompt is decoded on its own with 2 to 63 tokens
+  (the last two are re-read even when all of the prompt was cached) and the first token is
+  sampled from its last row (`prompt_piece`). llama.cpp computes a lone token by other kernels
+  than the rows of a batch (measured: they differed in up to half of random prompts), and its
+  CPU flash attention tiles 64 rows or more; rows of 2-63 come out the same bits however many
+  share the call. So the first token's logits are the same cold, warm or restored from the
+  prompt cache: same request + same seed = same text, first call or tenth. And a short cold
+  prompt costs one decode call, not a prefill plus a one-token step.
 - The memory planner (engine.fit) chooses context and slots together: KV = slots x context.
   `kv_unified` (one shared pool, any request may use all of it) is an option; then a full pool
   makes idle slots give their cells back first (saved to the prompt cache), then pending prompt
@@ -63,6 +69,7 @@ log = logging.getLogger("localgw.engine")
 PENALTY_LAST_N = 64
 PREFILL_CHUNK_WHILE_DECODING = 128  # prompt tokens per step while other slots stream
 MIN_SAVE_TOKENS = 32                # a slot holding fewer tokens is not worth saving
+FINAL_PIECE_MAX = 63                # rows of a prompt's last piece (see prompt_piece)
 SLOT_SIMILARITY = 0.5               # share of a prompt a slot must hold to be chosen for it
 _backend_ready = False
 
@@ -133,7 +140,7 @@ class _Task:
     slot: "_Slot"
     sampler: internals.LlamaSampler
     budget: int
-    state: str = "prefill"             # prefill → first (last prompt token) → generate
+    state: str = "prefill"             # prefill → generate
     pending: int = -1                  # sampled token to feed on the next step
     out_index: int = -1                # its logits row in the current batch
     generated: int = 0
@@ -202,6 +209,7 @@ class LlamaRunner:
         # prompt tokens per step when no slot streams: one ubatch on the CPU, where one takes
         # about a second (a client that leaves is noticed between steps); the whole batch on a GPU
         self._prefill_step = self.n_batch if self.n_gpu_layers != 0 else cparams.n_ubatch
+        self._n_ubatch = cparams.n_ubatch
         self.cache = PromptCache(options.cache_ram if options.cache_ram is not None
                                  else default_cache_ram())
         self._slots = [_Slot(seq) for seq in range(self.n_parallel)]
@@ -223,18 +231,16 @@ class LlamaRunner:
         self._thread.start()
         log.info("loaded %s (ctx %d shared by %d slots, threads %d/%d, gpu layers %d, flash "
                  "attention %s) in %.2fs", model_id, self.n_ctx, self.n_parallel, self.n_threads,
-                 self.n_threads_batch, self.n_gpu_layers, "on" if cparams.flash_attn_type else "off",
+                 self.n_threads_batch, self.n_gpu_layers, {-1: "auto", 0: "off", 1: "on"}.get(cparams.flash_attn_type, "?"),
                  self.load_seconds)
 
     def _flash_attn(self, options: LoadOptions) -> int:
-        """On where the model runs on a GPU (llama.cpp decides per device); off on the CPU, where
-        it measured slower for prompt processing on the machines we tried."""
+        """llama.cpp decides per device unless the options say. On this project's CPU it measured
+        10-19% faster than without, for prompts and decoding alike (one KV stream per slot)."""
         if options.flash_attn is not None:
             return (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if options.flash_attn
                     else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
-        if self.n_gpu_layers != 0 and gpu_offload_supported():
-            return llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO
-        return llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        return llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO
 
     # ---- facts the chat layer needs -------------------------------------------------------
     @property
@@ -443,7 +449,7 @@ class LlamaRunner:
 
     def _start_task(self, job: _Job, idle: list[_Slot], events: list) -> None:
         prompt = job.prompt
-        limit = len(prompt) - 1  # the last prompt token is always evaluated (see the docstring)
+        limit = max(len(prompt) - 2, 0)  # the last two are always evaluated (see the docstring)
         own = {id(s): min(common_prefix(as_tokens(s.tokens), prompt), limit) for s in self._slots}
         slot = self._choose_slot(idle, own, len(prompt))
         reuse = own[id(slot)]
@@ -484,7 +490,6 @@ class LlamaRunner:
         task = _Task(job, index, slot, self._sampler(params, (job.seed + index) & 0xFFFFFFFF),
                      budget=min(params.max_tokens or room, room),
                      stops=StopMatcher(params.stop))
-        task.state = "first" if len(slot.tokens) >= limit else "prefill"
         slot.task = task
         slot.last_used = time.monotonic()
         if index == 0:
@@ -521,63 +526,70 @@ class LlamaRunner:
     def _seq_rm(self, seq: int, start: int) -> None:
         llama_cpp.llama_memory_seq_rm(self._mem, seq, start, -1)
 
-    # ---- one step: one batch for every slot -------------------------------------------------
+    # ---- one step: the streams' next tokens, then prompt pieces ------------------------------
     def _step(self, events: list) -> None:
-        tasks = [s.task for s in self._slots if s.task is not None]
-        for task in tasks:
-            if task.job.out.cancelled.is_set():
-                self._end_task(task, events, None)
-        tasks = [s.task for s in self._slots if s.task is not None]
-        if not tasks:
-            return
-        batch = self._batch
-        while True:
-            batch.clear()
-            decoding = [t for t in tasks if t.state != "prefill"]
-            for t in decoding:
-                token = t.pending if t.state == "generate" else int(t.job.prompt[-1])
-                t.out_index = batch.add([token], len(t.slot.tokens), t.slot.seq, True)
-            budget = min(batch.room, self._prefill_step if not decoding
-                         else PREFILL_CHUNK_WHILE_DECODING)
-            chunks = []
-            for t in tasks:
-                if t.state != "prefill" or budget <= 0:
-                    continue
-                start = len(t.slot.tokens)
-                part = t.job.prompt[start:min(start + budget, len(t.job.prompt) - 1)]
-                batch.add(part, start, t.slot.seq, False)
-                chunks.append((t, part))
-                budget -= len(part)
-            if batch.n == 0:
-                return
-            rc = batch.decode(self._ctx.ctx)
-            self._copy_to.clear()  # pending stream copies ran at the start of that decode
-            self._copy_from.clear()
-            if rc == 0:
+        for s in self._slots:
+            if s.task is not None and s.task.job.out.cancelled.is_set():
+                self._end_task(s.task, events, None)
+        decoding = [s.task for s in self._slots if s.task is not None and s.task.state == "generate"]
+        if decoding:
+            self._decode_streams(decoding, events)
+            if events:
+                self._flush(events)  # the streams' tokens go out before any prompt is read
+        budget = PREFILL_CHUNK_WHILE_DECODING if decoding else self._prefill_step
+        for slot in self._slots:
+            task = slot.task
+            if task is None or task.state != "prefill" or task.job.out.cancelled.is_set():
+                continue
+            done, total = len(slot.tokens), len(task.job.prompt)
+            n = prompt_piece(done, total, budget, self._n_ubatch)
+            if n <= 0:
+                continue
+            budget -= n
+            final = done + n == total
+            part = task.job.prompt[done:done + n]
+            self._batch.clear()
+            task.out_index = self._batch.add(part, done, slot.seq, final)
+            if not self._decode_or_make_room([task], events):
+                continue
+            slot.tokens.extend(int(x) for x in part)
+            self.prompt_tokens_evaluated += n
+            if final:
+                task.state = "generate"
+                self._sample(task, events)
+            if budget <= 0:
                 break
-            tasks = self._make_room(rc, tasks, decoding, chunks, events)
-            if not tasks:
-                return
-        for t, part in chunks:
-            t.slot.tokens.extend(int(x) for x in part)
-            self.prompt_tokens_evaluated += len(part)
-            if len(t.slot.tokens) >= len(t.job.prompt) - 1:
-                t.state = "first"
-        for t in decoding:
-            if t.state == "first":
-                t.slot.tokens.append(int(t.job.prompt[-1]))
-                self.prompt_tokens_evaluated += 1
-                t.state = "generate"
-            else:
-                t.slot.tokens.append(t.pending)
-            self._sample(t, events)
 
-    def _make_room(self, rc: int, tasks, decoding, chunks, events) -> list:
-        """A decode failed. No free KV cells (rc 1): give idle slots' cells back, then defer
-        prompt chunks, then end the longest request with `length`. Anything else: fail them."""
-        for t in decoding:  # what the failed call may have left behind
-            self._seq_rm(t.slot.seq, len(t.slot.tokens))
-        for t, _ in chunks:
+    def _decode_streams(self, tasks: list[_Task], events: list) -> None:
+        """One batch: the pending token of every generating slot, in slot order (llama.cpp packs
+        consecutive KV streams into one ubatch)."""
+        batch = self._batch
+        batch.clear()
+        for t in tasks:
+            t.out_index = batch.add([t.pending], len(t.slot.tokens), t.slot.seq, True)
+        if not self._decode_or_make_room(tasks, events):
+            return
+        for t in tasks:
+            if t.slot.task is t:
+                t.slot.tokens.append(t.pending)
+                self._sample(t, events)
+
+    def _decode_or_make_room(self, tasks: list[_Task], events: list) -> bool:
+        """Decode the batch; on failure, free room (or fail) and report False: the caller's
+        tasks are then retried on the next step, or ended."""
+        rc = self._batch.decode(self._ctx.ctx)
+        self._copy_to.clear()  # pending stream copies ran at the start of that decode
+        self._copy_from.clear()
+        if rc == 0:
+            return True
+        self._make_room(rc, tasks, events)
+        return False
+
+    def _make_room(self, rc: int, tasks: list[_Task], events: list) -> None:
+        """A decode of `tasks` failed. No free KV cells (rc 1, a shared pool only): give idle
+        slots' cells back; if there are none, a prompt waits for the next step, and a stream
+        that cannot grow ends with `length`. Anything else fails them."""
+        for t in tasks:  # what the failed call may have left behind
             self._seq_rm(t.slot.seq, len(t.slot.tokens))
         if rc != 1:
             error = ServiceUnavailable(f"llama_decode failed ({rc}) for {self.model_id}")
@@ -585,21 +597,21 @@ class LlamaRunner:
                 events.append((t.job.out, JobFailed(error)))
                 t.job.out.cancel()
                 self._end_task(t, events, None)
-            return []
+            return
         idle = [s for s in self._slots if s.task is None and s.tokens]
         if idle:
             for s in idle:
                 self._save(s, keep=0)
                 self._seq_rm(s.seq, 0)
                 s.tokens = []
-            return tasks
-        if chunks and decoding:
-            return [t for t in tasks if t.state != "prefill"]  # prompts wait for room
-        victim = max(tasks, key=lambda t: len(t.slot.tokens))
+            return
+        running = [s.task for s in self._slots if s.task is not None]
+        if any(t.state == "prefill" for t in tasks) and any(t.state == "generate" for t in running):
+            return  # the prompt waits until a stream ends
+        victim = max(running, key=lambda t: len(t.slot.tokens))
         log.warning("%s: the KV cache is full with %d requests; ending the longest (%d tokens)",
-                    self.model_id, len(tasks), len(victim.slot.tokens))
+                    self.model_id, len(running), len(victim.slot.tokens))
         self._end_task(victim, events, "length")
-        return [t for t in tasks if t is not victim]
 
     def _sample(self, task: _Task, events: list) -> None:
         job = task.job
@@ -733,6 +745,26 @@ class LlamaRunner:
         raw = self._piece(token)
         return TokenLogprob(raw.decode("utf-8", "replace"), float(shifted[token]) - lse,
                             list(raw), top)
+
+
+def prompt_piece(done: int, total: int, budget: int, ubatch: int) -> int:
+    """How many prompt tokens to evaluate next, of `total`, `done` already in the slot.
+
+    The piece that ends the prompt is decoded in a call of its own with 2 to FINAL_PIECE_MAX
+    tokens (1 only for a one-token prompt). llama.cpp computes a lone token by other kernels than
+    rows of a batch, and its CPU flash attention switches to tiles at 64 rows; between the two,
+    a row comes out the same bits however many rows share its ubatch. So the first token's
+    logits do not depend on how much of the prompt was cached: a short uncached part is one
+    call, a longer one ends with a two-token piece. No piece, and no ubatch of one, holds a
+    single token.
+    """
+    left = total - done
+    if left <= min(budget, FINAL_PIECE_MAX, ubatch):
+        return left
+    n = min(budget, left - 2)
+    if n > ubatch and n % ubatch == 1:
+        n -= 1
+    return n if n >= 2 else 0  # no piece of one token: it would be computed as a lone token
 
 
 def default_cache_ram() -> int:

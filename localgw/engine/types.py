@@ -34,7 +34,7 @@ class LoadOptions:
     n_parallel: int | None = None     # slots (sequences decoded together); None: planned
     cache_ram: int | None = None      # bytes of host-RAM prompt cache; None: planned; 0: off
     kv_unified: bool = False          # True: one KV pool shared by all slots
-    flash_attn: bool | None = None    # None: on where the model runs on a GPU, off on the CPU
+    flash_attn: bool | None = None    # None: llama.cpp decides per device (auto)
     max_queue: int = 64               # waiting requests before 429 queue_full
 
 

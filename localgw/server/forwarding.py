@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from localgw.chat.requests import ChatRequest
 from localgw.chat.responses import Usage, new_id
-from localgw.errors import ModelNotFound, UpstreamBroken
+from localgw.errors import UpstreamBroken
 from localgw.server.calls import ChatCall
 from localgw.server.streaming import ClientGone, EventStreamResponse, run_until_disconnect
 from localgw.upstreams.forward import Exchange, error_fields, open_first
@@ -27,22 +27,12 @@ from localgw.upstreams.registry import Listed, Target
 CLIENT_CLOSED = 499
 
 
-def _local(manager) -> Callable[[str], bool]:
-    def is_local(model_id: str) -> bool:
-        try:
-            manager.manifest(model_id)
-        except ModelNotFound:
-            return False
-        return True
-    return is_local
-
-
 async def upstream_targets(request: Request, model_id: str) -> list[Target]:
     """The upstreams a request for `model_id` goes to; [] for a local (or unknown) model."""
     registry = request.app.state.upstreams
     if not registry.upstreams:
         return []
-    return await registry.find(model_id, _local(request.app.state.manager))
+    return await registry.find(model_id, request.app.state.manager.knows)
 
 
 def upstream_models(request: Request, local_ids: set[str]) -> list[dict]:
