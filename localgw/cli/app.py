@@ -165,6 +165,9 @@ def serve(
                                            help="slots per model: requests decoded together (default by memory, at least 2)"),
     cache_ram: Optional[str] = typer.Option(None, "--cache-ram",
                                             help="host-RAM prompt cache, e.g. 2GiB or 512MiB; 0 turns it off (default min(2 GiB, 10% of RAM))"),
+    flash_attn: str = typer.Option("auto", "--flash-attn", metavar="auto|on|off",
+                                   help="llama.cpp's flash attention: auto lets it choose per device "
+                                        "(README: Speed, on the trade on CPUs)"),
     upstream: list[str] = typer.Option([], "--upstream", metavar="[NAME=]URL",
                                        help="serve an OpenAI-compatible engine's models too (repeatable; "
                                             "more in $LOCALGW_HOME/upstreams.toml)"),
@@ -181,13 +184,21 @@ def serve(
         port=port if port is not None else int(os.environ.get("LOCALGW_PORT", "8000")),
         models=model, api_key=api_key or None, insecure=insecure,
         load=LoadOptions(n_ctx=ctx, n_threads=threads, n_gpu_layers=gpu_layers, max_queue=max_queue,
-                         n_parallel=parallel, cache_ram=_cache_ram(cache_ram)),
+                         n_parallel=parallel, cache_ram=_cache_ram(cache_ram),
+                         flash_attn=_flash_attn(flash_attn)),
         max_output=max_output,
         max_loaded=max_loaded, keep_alive=_keep_alive(keep_alive), max_body_bytes=max_body,
         chat_template=_read_template(chat_template), reasoning_field=_reasoning_field(reasoning_field),
         limits=_limits(limit),
         upstreams=upstreams.load(upstream, config.home()))
     run_server(settings)
+
+
+def _flash_attn(value: str) -> bool | None:
+    choices = {"auto": None, "on": True, "off": False}
+    if value.lower() not in choices:
+        raise typer.BadParameter(f"{value!r} is not auto, on or off", param_hint="--flash-attn")
+    return choices[value.lower()]
 
 
 def _limits(pairs: list[str]):
