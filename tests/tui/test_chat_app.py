@@ -220,7 +220,9 @@ async def test_footer_shows_the_key_bindings_at_80x24(history):
 
 
 async def test_status_says_the_model_is_loading_before_the_first_token(history):
-    client = FakeClient([Delta(content="ready")], first_delay=1.0,
+    # the first token comes late enough that a busy machine still sees the wait (a suite run
+    # once took over a second for the sleep and pause below)
+    client = FakeClient([Delta(content="ready")], first_delay=3.0,
                         health={"status": "ok", "models": [], "loading": ["org/small"]})
     app = ChatApp(client, history, model="org/small")
     async with app.run_test(size=(80, 24)) as pilot:
