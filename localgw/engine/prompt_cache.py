@@ -31,7 +31,7 @@ def as_tokens(tokens) -> np.ndarray:
 @dataclass(eq=False)
 class CacheEntry:
     tokens: np.ndarray
-    data: bytes
+    data: memoryview  # the saved state, in the buffer llama.cpp wrote it to (no copy)
 
     @property
     def size(self) -> int:
@@ -82,7 +82,7 @@ class PromptCache:
         return any(len(e.tokens) >= len(tokens) and common_prefix(e.tokens, tokens) == len(tokens)
                    for e in self.entries.values())
 
-    def put(self, tokens: np.ndarray, data: bytes) -> bool:
+    def put(self, tokens: np.ndarray, data: memoryview | bytes) -> bool:
         """Keep `data` for `tokens`; entries that are a prefix of it are superseded."""
         if not self.enabled or len(data) > self.capacity:
             return False
