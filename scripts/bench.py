@@ -335,10 +335,10 @@ def start_server(gguf: str | None, threads: int, extra: tuple[str, ...] = (),
     return proc, f"http://127.0.0.1:{port}"
 
 
-UPSTREAM_TTFT_PAIRS = 20
+UPSTREAM_TTFT_PAIRS = 60  # the effect is ~2 ms, single trials here move by ±10 ms
 
 
-def upstream_overhead(gguf: str, threads: int) -> dict:
+def upstream_overhead(gguf: str, threads: int, repeats: int = REPEATS) -> dict:
     """TTFT and decode tok/s through a gateway (`serve --upstream`) vs straight to its upstream.
 
     Two localgw servers: the upstream decodes the model; the gateway (its own empty home, so it
@@ -364,7 +364,7 @@ def upstream_overhead(gguf: str, threads: int) -> dict:
                 time.sleep(SETTLE / 5)
                 ttft[name].append(side.stream(messages("Say hello."), 4)["ttft_ms"])
         decode: dict = {"direct": [], "gateway": []}
-        for _ in range(REPEATS):
+        for _ in range(repeats):
             for name, side in sides.items():
                 time.sleep(SETTLE)
                 decode[name].append(side.stream(messages("Write a long story about a dragon."))["decode_tps"])
@@ -377,7 +377,7 @@ def upstream_overhead(gguf: str, threads: int) -> dict:
                   "decode_tps": statistics.median(decode[name])} for name in ttft}
     out["ttft_overhead_ms"] = statistics.median(g - d for g, d in zip(ttft["gateway"], ttft["direct"]))
     out["decode_ratio"] = out["gateway"]["decode_tps"] / out["direct"]["decode_tps"]
-    out["pairs"] = {"ttft": UPSTREAM_TTFT_PAIRS, "decode": REPEATS, "decode_tokens": DECODE_TOKENS}
+    out["pairs"] = {"ttft": UPSTREAM_TTFT_PAIRS, "decode": repeats, "decode_tokens": DECODE_TOKENS}
     return out
 
 
@@ -420,7 +420,7 @@ def main() -> None:
     model = args.model or Path(gguf).stem
     if args.upstream:
         results = {"model": model, "threads": args.threads, "cpus": os.cpu_count(),
-                   "upstream": upstream_overhead(gguf, args.threads)}
+                   "upstream": upstream_overhead(gguf, args.threads, args.repeats)}
         report_upstream(model, results["upstream"])
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2))
