@@ -80,6 +80,11 @@ class MessageParser:
         if not text:
             return []
         self.text += text
+        if not self.parse_reasoning and not self.parse_tools and self.fmt.reasoning != "harmony":
+            # plain text: the parse of the whole text is the text, so its difference is `text`
+            # (one token's work per token, not a re-parse of everything so far)
+            self._content = self.text
+            return [{"content": text}]
         return self._diff(final=False)
 
     def finish(self) -> list[dict]:

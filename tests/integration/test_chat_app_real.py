@@ -23,6 +23,9 @@ async def test_chat_with_the_real_model(server, tmp_path):
                     break
                 await asyncio.sleep(0.05)
             assert app.model == MODEL_ID
+            # a reply cap, as a user sets it in the settings: the small model need not stop by
+            # itself (a clean-clone run once saw it still generating after 20 s)
+            app.conv.max_tokens = 32
             app.query_one("#prompt", Input).value = "What is the capital of France?"
             await pilot.press("enter")
             for _ in range(400):
@@ -33,7 +36,9 @@ async def test_chat_with_the_real_model(server, tmp_path):
             reply = app.query(AssistantMessage).last()
             assert reply.content.strip()
             status = str(app.query_one("#status").render())
-            assert "TTFT" in status and "tok/s" in status
+            assert "TTFT" in status
+            if len(reply.content) > 40:  # more than one token for sure: a decode speed too
+                assert "tok/s" in status
             saved = history.messages(app.conv.id)
             assert [m.role for m in saved] == ["user", "assistant"]
             assert saved[1].content == reply.content
