@@ -78,3 +78,10 @@ def wait_until(predicate, timeout: float = 10, interval: float = 0.05) -> bool:
             return True
         time.sleep(interval)
     return predicate()
+
+
+def templated_server(template: str, home: Path, *extra: str) -> ServerProcess:
+    """SmolLM2 served with another family's chat template from tests/data/templates (SmolLM2
+    speaks ChatML, so ChatML templates such as Qwen's and QwQ's fit it)."""
+    return ServerProcess("--model", str(smollm2_path()), "--chat-template",
+                         str(DATA / "templates" / template), *extra, home=home)

@@ -58,8 +58,12 @@ class Message(_Body):
         return self.content
 
 
+# what a function (tool) name may be, in every wire format
+ToolName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+
+
 class FunctionDef(_Body):
-    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+    name: ToolName
     description: str | None = None
     parameters: dict | None = None
     strict: bool | None = None

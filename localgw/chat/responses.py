@@ -11,8 +11,9 @@ from typing import Callable
 from localgw.engine.types import ChoiceDone, PromptDone, TokenLogprob, TokenText
 
 
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{secrets.token_hex(12)}"
+def new_id(prefix: str, sep: str = "-") -> str:
+    """`chatcmpl-…` for OpenAI's chat ids; Anthropic and Responses ids use `_`."""
+    return f"{prefix}{sep}{secrets.token_hex(12)}"
 
 
 def chat_logprob(lp: TokenLogprob) -> dict:

@@ -72,6 +72,9 @@ MIN_SAVE_TOKENS = 32                # a slot holding fewer tokens is not worth s
 FINAL_PIECE_MAX = 63                # rows of a prompt's last piece (see prompt_piece)
 SLOT_SIMILARITY = 0.5               # share of a prompt a slot must hold to be chosen for it
 _backend_ready = False
+_FLASH_ATTN_NAMES = {llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO: "auto",
+                     llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED: "off",
+                     llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED: "on"}
 
 
 def gpu_offload_supported() -> bool:
@@ -231,7 +234,7 @@ class LlamaRunner:
         self._thread.start()
         log.info("loaded %s (ctx %d shared by %d slots, threads %d/%d, gpu layers %d, flash "
                  "attention %s) in %.2fs", model_id, self.n_ctx, self.n_parallel, self.n_threads,
-                 self.n_threads_batch, self.n_gpu_layers, {-1: "auto", 0: "off", 1: "on"}.get(cparams.flash_attn_type, "?"),
+                 self.n_threads_batch, self.n_gpu_layers, _FLASH_ATTN_NAMES[cparams.flash_attn_type],
                  self.load_seconds)
 
     def _flash_attn(self, options: LoadOptions) -> int:
@@ -570,9 +573,8 @@ class LlamaRunner:
         if not self._decode_or_make_room(tasks, events):
             return
         for t in tasks:
-            if t.slot.task is t:
-                t.slot.tokens.append(t.pending)
-                self._sample(t, events)
+            t.slot.tokens.append(t.pending)
+            self._sample(t, events)
 
     def _decode_or_make_room(self, tasks: list[_Task], events: list) -> bool:
         """Decode the batch; on failure, free room (or fail) and report False: the caller's

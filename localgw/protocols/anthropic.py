@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import copy
 import json
-import secrets
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
-from localgw.chat.requests import ChatRequest, parse_body
-from localgw.chat.responses import Usage
+from localgw.chat.requests import ChatRequest, ToolName, parse_body
+from localgw.chat.responses import Usage, new_id
 from localgw.errors import InvalidRequest, LocalgwError
 from localgw.protocols.chunks import ChunkRenderer
 
@@ -90,7 +89,7 @@ class Message(_Body):
 
 
 class Tool(_Body):
-    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+    name: ToolName
     description: str | None = None
     input_schema: dict | None = None
     type: str | None = None   # absent or "custom" for client tools; else a server tool
@@ -236,7 +235,7 @@ STOP_REASONS = {"tool_calls": "tool_use", "length": "max_tokens", "stop": "end_t
 
 
 def new_message_id() -> str:
-    return f"msg_{secrets.token_hex(12)}"
+    return new_id("msg", sep="_")
 
 
 def tool_use_id(call_id: str) -> str:

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import copy
 import json
-import secrets
 import time
 from collections import OrderedDict
 from typing import Annotated, Any, Callable, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
 
-from localgw.chat.requests import ChatRequest, parse_body
-from localgw.chat.responses import Usage
+from localgw.chat.requests import ChatRequest, ToolName, parse_body
+from localgw.chat.responses import Usage, new_id
 from localgw.errors import InvalidRequest, LocalgwError
 from localgw.protocols.chunks import ChunkRenderer
 
@@ -92,8 +91,7 @@ ITEMS = TypeAdapter(list[Item])
 
 class FunctionTool(_Body):
     type: str
-    name: Annotated[str, Field(min_length=1, max_length=64,
-                               pattern=r"^[A-Za-z0-9_.\-]+$")] | None = None
+    name: ToolName | None = None
     description: str | None = None
     parameters: dict | None = None
     strict: bool | None = None
@@ -249,7 +247,7 @@ class ResponseStore:
 # ---- chat chunks → Responses events -----------------------------------------------------------
 
 def _id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(12)}"
+    return new_id(prefix, sep="_")
 
 
 class ResponseRenderer(ChunkRenderer):

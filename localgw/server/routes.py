@@ -260,6 +260,13 @@ class _Held:
                 await manager.release(self.entry)
 
 
+def _check_chat(req: ChatRequest, settings) -> None:
+    """What a chat request must pass before it takes a model: limits, turns, tool choice."""
+    settings.limits.check_chat(req)
+    check_conversation(req.messages)
+    check_tool_choice(req)
+
+
 async def start_chat(request: Request, req: ChatRequest) -> ChatCall:
     """Check, render and submit a chat request: the one pipeline behind every chat front door.
 
@@ -272,9 +279,7 @@ async def start_chat(request: Request, req: ChatRequest) -> ChatCall:
     app = request.app
     settings = app.state.settings
     manager = app.state.manager
-    settings.limits.check_chat(req)
-    check_conversation(req.messages)
-    check_tool_choice(req)
+    _check_chat(req, settings)
     request.state.timer = timer = RequestTimer()
     held = _Held()
 
@@ -316,9 +321,7 @@ async def count_prompt(request: Request, req: ChatRequest) -> tuple[PreparedChat
     `start_chat` does — checked, in the pool, dropped if the client leaves — but not run."""
     settings = request.app.state.settings
     manager = request.app.state.manager
-    settings.limits.check_chat(req)
-    check_conversation(req.messages)
-    check_tool_choice(req)
+    _check_chat(req, settings)
     held = _Held()
 
     async def prepare():

@@ -11,7 +11,7 @@ import httpx
 import jsonschema
 import pytest
 
-from tests.helpers import DATA, ServerProcess, smollm2_path
+from tests.helpers import templated_server
 from tests.integration.conftest import MODEL_ID
 
 KEY = "test-key"
@@ -32,10 +32,8 @@ QUESTION = [{"role": "user", "content": "What's the weather in Paris for 3 days?
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    template = DATA / "templates" / "Qwen-Qwen2.5-7B-Instruct.jinja"
-    proc = ServerProcess("--model", str(smollm2_path()), "--chat-template", str(template),
-                         "--api-key", KEY, "--max-body", "65536",
-                         home=tmp_path_factory.mktemp("home"))
+    proc = templated_server("Qwen-Qwen2.5-7B-Instruct.jinja", tmp_path_factory.mktemp("home"),
+                            "--api-key", KEY, "--max-body", "65536")
     yield proc
     proc.stop()
 

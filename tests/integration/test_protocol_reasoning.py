@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from tests.helpers import DATA, ServerProcess, smollm2_path
+from tests.helpers import templated_server
 from tests.integration.conftest import MODEL_ID
 
 QUESTION = "What is 2 + 3?"
@@ -18,9 +18,7 @@ QUESTION = "What is 2 + 3?"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    template = DATA / "templates" / "Qwen-QwQ-32B.jinja"
-    proc = ServerProcess("--model", str(smollm2_path()), "--chat-template", str(template),
-                         home=tmp_path_factory.mktemp("home"))
+    proc = templated_server("Qwen-QwQ-32B.jinja", tmp_path_factory.mktemp("home"))
     yield proc
     proc.stop()
 

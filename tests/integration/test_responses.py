@@ -10,7 +10,7 @@ import jsonschema
 import openai
 import pytest
 
-from tests.helpers import DATA, ServerProcess, smollm2_path
+from tests.helpers import templated_server
 from tests.integration.conftest import MODEL_ID
 
 WEATHER = {"type": "function", "name": "get_weather", "description": "Current weather in a city",
@@ -28,9 +28,7 @@ QUESTION = "What's the weather in Paris for 3 days?"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    template = DATA / "templates" / "Qwen-Qwen2.5-7B-Instruct.jinja"
-    proc = ServerProcess("--model", str(smollm2_path()), "--chat-template", str(template),
-                         home=tmp_path_factory.mktemp("home"))
+    proc = templated_server("Qwen-Qwen2.5-7B-Instruct.jinja", tmp_path_factory.mktemp("home"))
     yield proc
     proc.stop()
 

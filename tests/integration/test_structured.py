@@ -8,7 +8,7 @@ import pytest
 
 from localgw.chat.jsonprefix import scan
 
-from tests.helpers import DATA, ServerProcess, smollm2_path
+from tests.helpers import templated_server
 from tests.integration.conftest import MODEL_ID, chat_body
 
 SCHEMAS = {
@@ -110,9 +110,7 @@ SCHEMA_OF = {"get_weather": WEATHER["function"]["parameters"], "add": ADD["funct
 @pytest.fixture(scope="module")
 def tool_server(tmp_path_factory):
     """SmolLM2 with Qwen2.5's tool-capable template (both are ChatML)."""
-    template = DATA / "templates" / "Qwen-Qwen2.5-7B-Instruct.jinja"
-    proc = ServerProcess("--model", str(smollm2_path()), "--chat-template", str(template),
-                         home=tmp_path_factory.mktemp("home"))
+    proc = templated_server("Qwen-Qwen2.5-7B-Instruct.jinja", tmp_path_factory.mktemp("home"))
     with httpx.Client(base_url=proc.url, timeout=120) as client:
         yield client
     proc.stop()
