@@ -168,6 +168,10 @@ def serve(
     flash_attn: str = typer.Option("auto", "--flash-attn", metavar="auto|on|off",
                                    help="llama.cpp's flash attention: auto lets it choose per device "
                                         "(README: Speed, on the trade on CPUs)"),
+    kv_unified: bool = typer.Option(False, "--kv-unified",
+                                    help="the slots' KV cells in one shared pool: faster for several "
+                                         "streams on a GPU, but a stream's last bits then depend on "
+                                         "its neighbours (README: What you can rely on)"),
     upstream: list[str] = typer.Option([], "--upstream", metavar="[NAME=]URL",
                                        help="serve an OpenAI-compatible engine's models too (repeatable; "
                                             "more in $LOCALGW_HOME/upstreams.toml)"),
@@ -185,7 +189,7 @@ def serve(
         models=model, api_key=api_key or None, insecure=insecure,
         load=LoadOptions(n_ctx=ctx, n_threads=threads, n_gpu_layers=gpu_layers, max_queue=max_queue,
                          n_parallel=parallel, cache_ram=_cache_ram(cache_ram),
-                         flash_attn=_flash_attn(flash_attn)),
+                         flash_attn=_flash_attn(flash_attn), kv_unified=kv_unified),
         max_output=max_output,
         max_loaded=max_loaded, keep_alive=_keep_alive(keep_alive), max_body_bytes=max_body,
         chat_template=_read_template(chat_template), reasoning_field=_reasoning_field(reasoning_field),

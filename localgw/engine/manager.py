@@ -75,6 +75,7 @@ class Loaded:
         return {
             "id": self.manifest.id, "context_length": runner.n_ctx,
             "parallel": getattr(runner, "n_parallel", 1),
+            "kv_unified": getattr(runner, "kv_unified", False),
             "slots": runner.describe_slots() if hasattr(runner, "describe_slots") else [],
             "prompt_cache": runner.cache.describe() if hasattr(runner, "cache") else None,
             "prompt_tokens_evaluated": getattr(runner, "prompt_tokens_evaluated", 0),

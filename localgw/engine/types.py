@@ -33,7 +33,7 @@ class LoadOptions:
     n_ubatch: int = 512               # tokens per compute pass inside one call
     n_parallel: int | None = None     # slots (sequences decoded together); None: planned
     cache_ram: int | None = None      # bytes of host-RAM prompt cache; None: planned; 0: off
-    kv_unified: bool = False          # True: one KV pool shared by all slots
+    kv_unified: bool = False          # True: the slots' cells in one shared pool (runner docstring)
     flash_attn: bool | None = None    # None: llama.cpp decides per device (auto)
     max_queue: int = 64               # waiting requests before 429 queue_full
 

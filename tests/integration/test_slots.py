@@ -186,3 +186,41 @@ def test_health_and_ps_show_slots(slots4):
     model = health_model(slots4.url)
     assert model["parallel"] == 4 and len(model["slots"]) == 4
     assert model["context_length"] == 4096 and model["prompt_cache"]["capacity_bytes"] > 0
+
+
+@pytest.fixture(scope="module")
+def shared_pool():
+    """`--kv-unified`: three slots' cells (3 x 1024) in one pool."""
+    proc = ServerProcess("--model", str(smollm2_path()), "--parallel", "3", "--ctx", "1024",
+                         "--kv-unified")
+    yield proc
+    proc.stop()
+
+
+def test_a_shared_kv_pool_decodes_streams_together_and_never_mixes_them(shared_pool):
+    model = health_model(shared_pool.url)
+    assert model["kv_unified"] is True and model["parallel"] == 3
+    assert model["context_length"] == 1024  # a request gets its share, not the whole pool
+    words = ["alpha", "bravo", "charlie"]
+
+    def forced(word: str) -> dict:
+        # each stream may only say its own words (a token of another stream would break its
+        # JSON), a dozen of them so the streams overlap; the grammar ends the reply well before
+        # max_tokens, whatever tokens the model picks
+        schema = {"type": "object", "properties": {"word": {"enum": [f"{word} " * 12]}},
+                  "required": ["word"], "additionalProperties": False}
+        return stream(shared_pool.url, user(f"Say {word}, please, as JSON. " * 8), max_tokens=300,
+                      response_format={"type": "json_schema",
+                                       "json_schema": {"name": "w", "schema": schema}})
+
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(forced, words))
+    for word, got in zip(words, results):
+        assert json.loads(got["text"]) == {"word": f"{word} " * 12} and got["finish"] == "stop"
+    assert max(r["times"][0] for r in results) < min(r["times"][-1] for r in results)
+    again = forced("bravo")  # the same conversation again: its prefix is still in the pool
+    prompt = again["usage"]["prompt_tokens"]
+    assert again["usage"]["prompt_tokens_details"]["cached_tokens"] >= 0.8 * prompt
+    long = httpx.post(shared_pool.url + "/v1/chat/completions", timeout=60, json={
+        "model": MODEL_ID, "messages": user("word " * 1500), "max_tokens": 4})
+    assert long.status_code == 400 and "1024" in long.json()["error"]["message"]
