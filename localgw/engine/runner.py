@@ -16,7 +16,11 @@ Design (issue 10, "the engine, second generation"):
   does not freeze the streams already running. A prompt piece is decoded in a call of its own:
   with several KV streams llama.cpp splits a mixed batch into ubatches of equal tokens per
   sequence anyway, and a piece on its own is computed exactly as it would be alone. Sampling
-  stays in llama.cpp's sampler chains.
+  stays in llama.cpp's sampler chains, but for one: a chain that is only greedy (temperature 0,
+  no grammar, bias or penalty) takes the first largest logit of its row with numpy, which is
+  what llama.cpp's greedy sampler picks, at 12 us instead of 122 for SmolLM2's 49k vocabulary
+  (measured here; the chain copies every logit into a candidate array first). On a GPU a step
+  of four streams took 3.9 ms, of which those copies were about 0.5.
 - Slot choice by prefix: a new request takes the idle slot whose cached tokens share the longest
   prefix with its prompt. A longer prefix held by any other slot (busy or idle) is shared with
   `llama_memory_seq_cp` (the `n` choices of one request share their prompt this way: it is
@@ -150,6 +154,7 @@ class _Task:
     slot: "_Slot"
     sampler: internals.LlamaSampler
     budget: int
+    greedy: bool = False               # the chain is a lone greedy sampler (see _sample)
     state: str = "prefill"             # prefill → generate
     pending: int = -1                  # sampled token to feed on the next step
     out_index: int = -1                # its logits row in the current batch
@@ -503,7 +508,7 @@ class LlamaRunner:
         params = job.params
         room = self.n_ctx - len(prompt)
         task = _Task(job, index, slot, self._sampler(params, (job.seed + index) & 0xFFFFFFFF),
-                     budget=min(params.max_tokens or room, room),
+                     budget=min(params.max_tokens or room, room), greedy=only_greedy(params),
                      stops=StopMatcher(params.stop))
         slot.task = task
         slot.last_used = time.monotonic()
@@ -630,11 +635,16 @@ class LlamaRunner:
     def _sample(self, task: _Task, events: list) -> None:
         job = task.job
         params = job.params
-        logits = None
-        if params.logprobs:
+        row = None
+        if params.logprobs or task.greedy:
             ptr = llama_cpp.llama_get_logits_ith(self._ctx.ctx, task.out_index)
-            logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
-        token = llama_cpp.llama_sampler_sample(task.sampler.sampler, self._ctx.ctx, task.out_index)
+            row = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+        logits = row.copy() if params.logprobs else None
+        if task.greedy:  # the first largest logit, as llama.cpp's greedy sampler picks it
+            token = int(row.argmax())
+        else:
+            token = llama_cpp.llama_sampler_sample(task.sampler.sampler, self._ctx.ctx,
+                                                   task.out_index)
         if llama_cpp.llama_vocab_is_eog(self._vocab, token):
             self._end_task(task, events, "stop")
             return
@@ -759,6 +769,13 @@ class LlamaRunner:
         raw = self._piece(token)
         return TokenLogprob(raw.decode("utf-8", "replace"), float(shifted[token]) - lse,
                             list(raw), top)
+
+
+def only_greedy(params: SamplingParams) -> bool:
+    """True when the sampler chain `LlamaRunner._sampler` builds is greedy alone."""
+    return (params.temperature <= 0.0 and not params.grammar and not params.logit_bias
+            and params.repeat_penalty == 1.0 and not params.frequency_penalty
+            and not params.presence_penalty)
 
 
 def prompt_piece(done: int, total: int, budget: int, ubatch: int) -> int:

@@ -105,3 +105,13 @@ def test_completion_logprobs_shape(http):
     assert len(lp["tokens"]) == len(lp["token_logprobs"]) == len(lp["top_logprobs"]) == 3
     assert all(len(t) <= 2 for t in lp["top_logprobs"])
     assert lp["text_offset"][0] == 0
+
+
+def test_temperature_zero_picks_what_llama_cpps_own_sampler_picks(http):
+    # temperature 0 alone takes the largest logit in numpy (engine.runner.only_greedy); top_k 1
+    # at temperature 0.8 goes through llama.cpp's sampler chain, which can only pick that token
+    for content in ("Name three colours.", "What is a river?", "Count from one to ten."):
+        fast = ask(http, content=content, temperature=0, max_tokens=32)
+        chain = ask(http, content=content, temperature=0.8, top_k=1, seed=3, max_tokens=32)
+        assert text_of(fast) == text_of(chain)
+        assert fast["usage"]["completion_tokens"] == chain["usage"]["completion_tokens"]
