@@ -22,6 +22,7 @@ import httpx
 
 from localgw.errors import QueueFull, UpstreamBroken, UpstreamError, UpstreamRejected, UpstreamUnreachable
 from localgw.upstreams.config import UpstreamConfig
+from localgw.upstreams.transport import upstream_transport
 
 if TYPE_CHECKING:
     from localgw.upstreams.registry import Target, Upstream
@@ -58,8 +59,9 @@ class UpstreamClient:
             timeout=httpx.Timeout(config.timeout, connect=min(CONNECT_TIMEOUT, config.timeout),
                                   pool=None),
             # one connection more than requests may run: the model-list refresh never waits
-            limits=httpx.Limits(max_connections=config.max_concurrency and config.max_concurrency + 1,
-                                max_keepalive_connections=config.max_concurrency or 32))
+            transport=upstream_transport(config.url, httpx.Limits(
+                max_connections=config.max_concurrency and config.max_concurrency + 1,
+                max_keepalive_connections=config.max_concurrency or 32)))
 
     def fault(self, what: str) -> str:
         return f"upstream {self.config.name} ({self.config.shown_url}): {what}"

@@ -1,0 +1,144 @@
+"""The asyncio transport of plain-HTTP upstreams, against a real socket server in the test's loop."""
+
+import asyncio
+
+import httpx
+import pytest
+
+from localgw.upstreams import transport as transport_mod
+from localgw.upstreams.transport import AsyncioBackend, upstream_transport
+
+
+class Server:
+    """A loopback HTTP/1.1 server that records each `data_received` of the connection."""
+
+    def __init__(self, answer):
+        self.answer = answer  # async (reader, writer, head, body) -> None
+        self.reads: list[bytes] = []
+        self.connections = 0
+
+    async def __aenter__(self):
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/"
+        return self
+
+    async def __aexit__(self, *exc):
+        self.server.close()
+
+    async def _serve(self, reader, writer):
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                body = await reader.readexactly(length)
+                await self.answer(reader, writer, head, body)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+
+def client(url: str, **kwargs) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=url, transport=upstream_transport(url, httpx.Limits()),
+                             **kwargs)
+
+
+async def ok(reader, writer, head, body):
+    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+
+
+def test_plain_http_uses_the_asyncio_backend_and_https_httpx_own():
+    plain = upstream_transport("http://gpu:8000/v1", httpx.Limits())
+    assert isinstance(plain._pool._network_backend, AsyncioBackend)
+    tls = upstream_transport("https://cloud.example/v1", httpx.Limits())
+    assert not isinstance(tls._pool._network_backend, AsyncioBackend)
+
+
+async def test_head_and_body_go_out_in_one_write():
+    received = []
+
+    class Recording(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            received.append(data)
+            self.transport.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+
+    server = await asyncio.get_running_loop().create_server(Recording, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+    try:
+        async with client(url) as c:
+            resp = await c.post("v1/chat/completions", content=b'{"model": "m"}')
+        assert resp.status_code == 204
+        assert len(received) == 1 and received[0].endswith(b'\r\n\r\n{"model": "m"}')
+    finally:
+        server.close()
+
+
+async def test_a_connection_the_upstream_closed_while_idle_is_replaced():
+    async def answer_then_close(reader, writer, head, body):
+        await ok(reader, writer, head, body)
+        await writer.drain()
+        writer.close()
+
+    async with Server(answer_then_close) as server, client(server.url) as c:
+        for i in range(3):
+            resp = await c.post("echo", content=b"%d" % i)
+            assert resp.content == b"%d" % i
+            await asyncio.sleep(0.05)  # the close reaches the idle pooled connection
+        assert server.connections == 3
+
+
+async def test_a_kept_alive_connection_is_reused():
+    async with Server(ok) as server, client(server.url) as c:
+        for i in range(3):
+            assert (await c.post("echo", content=b"x")).content == b"x"
+        assert server.connections == 1
+
+
+async def test_no_data_within_the_read_timeout_is_httpx_read_timeout():
+    async def silent(reader, writer, head, body):
+        await asyncio.sleep(5)
+
+    async with Server(silent) as server, client(server.url, timeout=0.2) as c:
+        with pytest.raises(httpx.ReadTimeout):
+            await c.post("hang", content=b"x")
+
+
+async def test_connection_refused_is_httpx_connect_error():
+    async with Server(ok) as server:
+        url = server.url
+    await asyncio.sleep(0.05)
+    async with client(url) as c:
+        with pytest.raises(httpx.ConnectError):
+            await c.post("x", content=b"x")
+
+
+async def test_a_large_streamed_body_arrives_whole_through_the_paused_socket(monkeypatch):
+    monkeypatch.setattr(transport_mod, "HIGH_WATER", 4096)  # the socket pauses many times
+    blob = bytes(range(256)) * 4096  # 1 MiB
+
+    async def big(reader, writer, head, body):
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(blob))
+        for i in range(0, len(blob), 65536):
+            writer.write(blob[i:i + 65536])
+            await writer.drain()
+
+    async with Server(big) as server, client(server.url) as c:
+        async with c.stream("POST", "big", content=b"x") as resp:
+            got = bytearray()
+            async for piece in resp.aiter_raw():
+                got += piece
+                await asyncio.sleep(0)  # a slow reader: the buffer fills up
+        assert bytes(got) == blob
+
+
+async def test_the_upstream_dropping_the_connection_mid_body_is_an_error_not_a_hang():
+    async def cut(reader, writer, head, body):
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part")
+        await writer.drain()
+        writer.transport.abort()
+
+    async with Server(cut) as server, client(server.url) as c:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await c.post("cut", content=b"x")
