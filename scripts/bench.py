@@ -335,7 +335,17 @@ def start_server(gguf: str | None, threads: int, extra: tuple[str, ...] = (),
     return proc, f"http://127.0.0.1:{port}"
 
 
-UPSTREAM_TTFT_PAIRS = 60  # the effect is ~2 ms, single trials here move by ±10 ms
+TTFT_PAIRS_PER_REPEAT = 20  # the effect is ~2 ms and single trials here move by ±10 ms: a
+# median of 60 paired differences is still uncertain by ~2 ms, so --repeats buys TTFT pairs too
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux); None where /proc does not say."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def upstream_overhead(gguf: str, threads: int, repeats: int = REPEATS) -> dict:
@@ -343,7 +353,8 @@ def upstream_overhead(gguf: str, threads: int, repeats: int = REPEATS) -> dict:
 
     Two localgw servers: the upstream decodes the model; the gateway (its own empty home, so it
     holds only the idle embedded default) forwards to it. Direct and gateway trials alternate
-    and never overlap; TTFT pairs use a 4-token answer, decode pairs DECODE_TOKENS.
+    (which goes first alternates too) and never overlap; TTFT pairs (TTFT_PAIRS_PER_REPEAT per
+    repeat) use a 4-token answer, decode pairs DECODE_TOKENS.
     """
     import tempfile
 
@@ -358,16 +369,23 @@ def upstream_overhead(gguf: str, threads: int, repeats: int = REPEATS) -> dict:
                  "gateway": ServerSide("gateway", gw_url, model)}
         for side in sides.values():
             side.stream(messages("warm up"), 8)
+        pairs = TTFT_PAIRS_PER_REPEAT * repeats
         ttft: dict = {"direct": [], "gateway": []}
-        for _ in range(UPSTREAM_TTFT_PAIRS):
-            for name, side in sides.items():
+        for i in range(pairs):
+            for name in list(sides)[::1 if i % 2 else -1]:
                 time.sleep(SETTLE / 5)
-                ttft[name].append(side.stream(messages("Say hello."), 4)["ttft_ms"])
+                ttft[name].append(sides[name].stream(messages("Say hello."), 4)["ttft_ms"])
         decode: dict = {"direct": [], "gateway": []}
-        for _ in range(repeats):
-            for name, side in sides.items():
+        gateway_cpu: list[float] = []  # the gateway's CPU seconds per token it forwarded
+        for i in range(repeats):
+            for name in list(sides)[::1 if i % 2 else -1]:
                 time.sleep(SETTLE)
-                decode[name].append(side.stream(messages("Write a long story about a dragon."))["decode_tps"])
+                before = cpu_seconds(gw_proc.pid)
+                r = sides[name].stream(messages("Write a long story about a dragon."))
+                after = cpu_seconds(gw_proc.pid)
+                decode[name].append(r["decode_tps"])
+                if name == "gateway" and before is not None and after is not None:
+                    gateway_cpu.append((after - before) / max(r["tokens"], 1))
     finally:
         for proc in (gw_proc, up_proc):
             if proc is not None:
@@ -375,9 +393,15 @@ def upstream_overhead(gguf: str, threads: int, repeats: int = REPEATS) -> dict:
                 proc.wait(30)
     out = {name: {"ttft_ms": statistics.median(ttft[name]),
                   "decode_tps": statistics.median(decode[name])} for name in ttft}
-    out["ttft_overhead_ms"] = statistics.median(g - d for g, d in zip(ttft["gateway"], ttft["direct"]))
+    diffs = [g - d for g, d in zip(ttft["gateway"], ttft["direct"])]
+    quartiles = statistics.quantiles(diffs, n=4)
+    out["ttft_overhead_ms"] = statistics.median(diffs)
+    out["ttft_overhead_iqr_ms"] = [quartiles[0], quartiles[2]]
     out["decode_ratio"] = out["gateway"]["decode_tps"] / out["direct"]["decode_tps"]
-    out["pairs"] = {"ttft": UPSTREAM_TTFT_PAIRS, "decode": repeats, "decode_tokens": DECODE_TOKENS}
+    ratios = sorted(g / d for g, d in zip(decode["gateway"], decode["direct"]))
+    out["decode_paired_ratios"] = ratios
+    out["gateway_cpu_us_per_token"] = statistics.median(gateway_cpu) * 1e6 if gateway_cpu else None
+    out["pairs"] = {"ttft": pairs, "decode": repeats, "decode_tokens": DECODE_TOKENS}
     return out
 
 
@@ -388,11 +412,18 @@ def report_upstream(model: str, r: dict) -> None:
     t = Table(title=f"localgw bench: through a gateway vs direct to the upstream ({model})")
     for col in ("measure", "direct", "through the gateway", "overhead / ratio"):
         t.add_column(col)
+    low, high = r["ttft_overhead_iqr_ms"]
     t.add_row("TTFT ms (median)", f"{r['direct']['ttft_ms']:.1f}", f"{r['gateway']['ttft_ms']:.1f}",
-              f"{r['ttft_overhead_ms']:+.2f} ms (median of paired differences)")
+              f"{r['ttft_overhead_ms']:+.2f} ms (median of {r['pairs']['ttft']} paired differences; "
+              f"IQR {low:+.1f} to {high:+.1f})")
+    ratios = r["decode_paired_ratios"]
     t.add_row("decode tok/s (median)", f"{r['direct']['decode_tps']:.1f}",
-              f"{r['gateway']['decode_tps']:.1f}", f"{r['decode_ratio']:.3f}×")
-    Console().print(t)
+              f"{r['gateway']['decode_tps']:.1f}",
+              f"{r['decode_ratio']:.3f}× (paired ratios: median {statistics.median(ratios):.3f}, "
+              f"{ratios[0]:.3f} to {ratios[-1]:.3f})")
+    if r.get("gateway_cpu_us_per_token") is not None:
+        t.add_row("gateway CPU per token (median)", "", f"{r['gateway_cpu_us_per_token']:.0f} µs", "")
+    Console(width=120).print(t)
 
 
 def main() -> None:
@@ -409,7 +440,8 @@ def main() -> None:
     ap.add_argument("--no-in-process", action="store_true",
                     help="without --compare-url: localgw alone, no in-process reference")
     ap.add_argument("--repeats", type=int, default=REPEATS,
-                    help=f"trials per side of the single-stream and concurrent cases ({REPEATS})")
+                    help=f"trials per side of the single-stream and concurrent cases ({REPEATS}); "
+                         f"with --upstream, decode pairs and {TTFT_PAIRS_PER_REPEAT}× as many TTFT pairs")
     ap.add_argument("--json", metavar="FILE", help="also save the results as JSON")
     ap.add_argument("--upstream", action="store_true",
                     help="only the upstream case: a gateway forwarding to a second server vs direct")
