@@ -11,6 +11,7 @@ sees the client leave at once (vLLM and localgw abort the generation).
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import logging
 import os
@@ -45,6 +46,18 @@ class Recorder(Protocol):
     def finished(self, name: str, seconds: float, sent: int, received: int) -> None: ...
 
 
+class _NoCookies(http.cookiejar.CookieJar):
+    """A jar that keeps nothing: one client serves every user of the gateway, so a cookie an
+    upstream sets for one request (a session, a sticky load balancer) must not ride along on
+    the next user's. Not parsing them also saves httpx's per-response cookie extraction."""
+
+    def extract_cookies(self, response, request) -> None:
+        pass
+
+    def set_cookie(self, cookie) -> None:
+        pass
+
+
 class UpstreamClient:
     """The pooled HTTP client of one upstream; its key (if any) goes to this upstream only."""
 
@@ -56,6 +69,7 @@ class UpstreamClient:
         del key  # held by the client's default headers only: never logged, never stored
         self.http = httpx.AsyncClient(
             base_url=config.url + "/", headers=headers, follow_redirects=False,
+            cookies=_NoCookies(),
             timeout=httpx.Timeout(config.timeout, connect=min(CONNECT_TIMEOUT, config.timeout),
                                   pool=None),
             # one connection more than requests may run: the model-list refresh never waits

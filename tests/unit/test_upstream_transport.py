@@ -142,3 +142,26 @@ async def test_the_upstream_dropping_the_connection_mid_body_is_an_error_not_a_h
     async with Server(cut) as server, client(server.url) as c:
         with pytest.raises(httpx.RemoteProtocolError):
             await c.post("cut", content=b"x")
+
+
+async def test_a_cookie_an_upstream_sets_never_rides_on_the_next_request():
+    from localgw.upstreams.config import UpstreamConfig
+    from localgw.upstreams.forward import UpstreamClient
+
+    heads = []
+
+    async def sets_cookie(reader, writer, head, body):
+        heads.append(head.lower())
+        writer.write(b"HTTP/1.1 200 OK\r\nset-cookie: session=user-a; Path=/\r\n"
+                     b"content-length: 2\r\n\r\nok")
+
+    async with Server(sets_cookie) as server:
+        upstream = UpstreamClient(UpstreamConfig("u", server.url.rstrip("/") + "/v1"))
+        try:
+            for _ in range(2):
+                resp = await upstream.http.post("chat/completions", content=b"{}")
+                assert resp.status_code == 200 and "set-cookie" in resp.headers
+        finally:
+            await upstream.http.aclose()
+    assert len(heads) == 2 and not any(b"cookie:" in h for h in heads)
+    assert not upstream.http.cookies
