@@ -20,7 +20,7 @@ Design (issue 10, "the engine, second generation"):
   no grammar, bias or penalty) takes the first largest logit of its row with numpy, which is
   what llama.cpp's greedy sampler picks, at 12 us instead of 122 for SmolLM2's 49k vocabulary
   (measured here; the chain copies every logit into a candidate array first). On a GPU a step
-  of four streams took 3.9 ms, of which those copies were about 0.5.
+  of four streams took 3.9 ms, of which those copies cost about 0.5 at this VM's CPU speed.
 - Slot choice by prefix: a new request takes the idle slot whose cached tokens share the longest
   prefix with its prompt. A longer prefix held by any other slot (busy or idle) is shared with
   `llama_memory_seq_cp` (the `n` choices of one request share their prompt this way: it is
@@ -507,9 +507,9 @@ class LlamaRunner:
         job.admitted += 1
         params = job.params
         room = self.n_ctx - len(prompt)
-        task = _Task(job, index, slot, self._sampler(params, (job.seed + index) & 0xFFFFFFFF),
-                     budget=min(params.max_tokens or room, room), greedy=only_greedy(params),
-                     stops=StopMatcher(params.stop))
+        sampler, greedy = self._sampler(params, (job.seed + index) & 0xFFFFFFFF)
+        task = _Task(job, index, slot, sampler, budget=min(params.max_tokens or room, room),
+                     greedy=greedy, stops=StopMatcher(params.stop))
         slot.task = task
         slot.last_used = time.monotonic()
         if index == 0:
@@ -722,7 +722,8 @@ class LlamaRunner:
         self._flush(events)
 
     # ---- sampling helpers -----------------------------------------------------------------
-    def _sampler(self, params: SamplingParams, seed: int) -> internals.LlamaSampler:
+    def _sampler(self, params: SamplingParams, seed: int) -> tuple[internals.LlamaSampler, bool]:
+        """The request's sampler chain, and whether it is a greedy sampler alone (see _sample)."""
         sampler = internals.LlamaSampler()
         if params.logit_bias:
             sampler.add_logit_bias(self.n_vocab, params.logit_bias)
@@ -732,8 +733,9 @@ class LlamaRunner:
         if params.grammar:
             sampler.add_grammar(self._model, LlamaGrammar.from_string(params.grammar, verbose=False))
         if params.temperature <= 0.0:
+            alone = llama_cpp.llama_sampler_chain_n(sampler.sampler) == 0
             sampler.add_greedy()
-            return sampler
+            return sampler, alone
         if params.top_k > 0:
             sampler.add_top_k(params.top_k)
         if params.top_p < 1.0:
@@ -742,7 +744,7 @@ class LlamaRunner:
             sampler.add_min_p(params.min_p, 1)
         sampler.add_temp(params.temperature)
         sampler.add_dist(seed)
-        return sampler
+        return sampler, False
 
     def _piece(self, token: int, special: bool = False) -> bytes:
         key = -token - 1 if special else token
@@ -769,13 +771,6 @@ class LlamaRunner:
         raw = self._piece(token)
         return TokenLogprob(raw.decode("utf-8", "replace"), float(shifted[token]) - lse,
                             list(raw), top)
-
-
-def only_greedy(params: SamplingParams) -> bool:
-    """True when the sampler chain `LlamaRunner._sampler` builds is greedy alone."""
-    return (params.temperature <= 0.0 and not params.grammar and not params.logit_bias
-            and params.repeat_penalty == 1.0 and not params.frequency_penalty
-            and not params.presence_penalty)
 
 
 def prompt_piece(done: int, total: int, budget: int, ubatch: int) -> int:

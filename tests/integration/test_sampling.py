@@ -108,7 +108,7 @@ def test_completion_logprobs_shape(http):
 
 
 def test_temperature_zero_picks_what_llama_cpps_own_sampler_picks(http):
-    # temperature 0 alone takes the largest logit in numpy (engine.runner.only_greedy); top_k 1
+    # temperature 0 alone takes the largest logit in numpy (engine.runner: a greedy chain alone); top_k 1
     # at temperature 0.8 goes through llama.cpp's sampler chain, which can only pick that token
     for content in ("Name three colours.", "What is a river?", "Count from one to ten."):
         fast = ask(http, content=content, temperature=0, max_tokens=32)
