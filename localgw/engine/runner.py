@@ -16,11 +16,10 @@ Design (issue 10, "the engine, second generation"):
   does not freeze the streams already running. A prompt piece is decoded in a call of its own:
   with several KV streams llama.cpp splits a mixed batch into ubatches of equal tokens per
   sequence anyway, and a piece on its own is computed exactly as it would be alone. Sampling
-  stays in llama.cpp's sampler chains, but for one: a chain that is only greedy (temperature 0,
-  no grammar, bias or penalty) takes the first largest logit of its row with numpy, which is
-  what llama.cpp's greedy sampler picks, at 12 us instead of 122 for SmolLM2's 49k vocabulary
-  (measured here; the chain copies every logit into a candidate array first). On a GPU a step
-  of four streams took 3.9 ms, of which those copies cost about 0.5 at this VM's CPU speed.
+  stays in llama.cpp's sampler chains (engine.sampling), but two chains start in numpy with the
+  same result: greedy alone takes the first largest logit, and top_p with top_k off finds its
+  nucleus before llama.cpp's min_p, temperature and dist run on it (0.1-0.2 ms a token instead
+  of 1 ms on SmolLM2; on a GPU a step of four streams took 3.9 ms, so this matters there most).
 - Slot choice by prefix: a new request takes the idle slot whose cached tokens share the longest
   prefix with its prompt. A longer prefix held by any other slot (busy or idle) is shared with
   `llama_memory_seq_cp` (the `n` choices of one request share their prompt this way: it is
@@ -63,12 +62,12 @@ from dataclasses import dataclass, field
 import llama_cpp
 import numpy as np
 from llama_cpp import _internals as internals
-from llama_cpp.llama_grammar import LlamaGrammar
 
 from localgw.chat.stops import StopMatcher
 from localgw.engine.batch import Batch
 from localgw.engine.llamalog import capture_buffers
 from localgw.engine.prompt_cache import PromptCache, as_tokens, common_prefix
+from localgw.engine.sampling import Sampler
 from localgw.engine.threads import default_threads
 from localgw.engine.types import (ChoiceDone, Event, JobFailed, LoadOptions, PromptDone,
                                   SamplingParams, TokenLogprob, TokenText, TopLogprob)
@@ -77,7 +76,6 @@ from localgw.errors import (ContextLengthExceeded, InvalidRequest, ModelLoadErro
 
 log = logging.getLogger("localgw.engine")
 
-PENALTY_LAST_N = 64
 PREFILL_CHUNK_WHILE_DECODING = 128  # prompt tokens per step while other slots stream
 MIN_SAVE_TOKENS = 32                # a slot holding fewer tokens is not worth saving
 FINAL_PIECE_MAX = 63                # rows of a prompt's last piece (see prompt_piece)
@@ -152,9 +150,8 @@ class _Task:
     job: _Job
     index: int
     slot: "_Slot"
-    sampler: internals.LlamaSampler
+    sampler: Sampler
     budget: int
-    greedy: bool = False               # the chain is a lone greedy sampler (see _sample)
     state: str = "prefill"             # prefill → generate
     pending: int = -1                  # sampled token to feed on the next step
     out_index: int = -1                # its logits row in the current batch
@@ -507,9 +504,9 @@ class LlamaRunner:
         job.admitted += 1
         params = job.params
         room = self.n_ctx - len(prompt)
-        sampler, greedy = self._sampler(params, (job.seed + index) & 0xFFFFFFFF)
+        sampler = Sampler(params, (job.seed + index) & 0xFFFFFFFF, self._model, self.n_vocab)
         task = _Task(job, index, slot, sampler, budget=min(params.max_tokens or room, room),
-                     greedy=greedy, stops=StopMatcher(params.stop))
+                     stops=StopMatcher(params.stop))
         slot.task = task
         slot.last_used = time.monotonic()
         if index == 0:
@@ -636,15 +633,11 @@ class LlamaRunner:
         job = task.job
         params = job.params
         row = None
-        if params.logprobs or task.greedy:
+        if params.logprobs or task.sampler.needs_row:
             ptr = llama_cpp.llama_get_logits_ith(self._ctx.ctx, task.out_index)
             row = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
         logits = row.copy() if params.logprobs else None
-        if task.greedy:  # the first largest logit, as llama.cpp's greedy sampler picks it
-            token = int(row.argmax())
-        else:
-            token = llama_cpp.llama_sampler_sample(task.sampler.sampler, self._ctx.ctx,
-                                                   task.out_index)
+        token = task.sampler.sample(self._ctx.ctx, task.out_index, row)
         if llama_cpp.llama_vocab_is_eog(self._vocab, token):
             self._end_task(task, events, "stop")
             return
@@ -722,30 +715,6 @@ class LlamaRunner:
         self._flush(events)
 
     # ---- sampling helpers -----------------------------------------------------------------
-    def _sampler(self, params: SamplingParams, seed: int) -> tuple[internals.LlamaSampler, bool]:
-        """The request's sampler chain, and whether it is a greedy sampler alone (see _sample)."""
-        sampler = internals.LlamaSampler()
-        if params.logit_bias:
-            sampler.add_logit_bias(self.n_vocab, params.logit_bias)
-        if (params.repeat_penalty != 1.0 or params.frequency_penalty or params.presence_penalty):
-            sampler.add_penalties(self.n_vocab, PENALTY_LAST_N, params.repeat_penalty,
-                                  params.frequency_penalty, params.presence_penalty)
-        if params.grammar:
-            sampler.add_grammar(self._model, LlamaGrammar.from_string(params.grammar, verbose=False))
-        if params.temperature <= 0.0:
-            alone = llama_cpp.llama_sampler_chain_n(sampler.sampler) == 0
-            sampler.add_greedy()
-            return sampler, alone
-        if params.top_k > 0:
-            sampler.add_top_k(params.top_k)
-        if params.top_p < 1.0:
-            sampler.add_top_p(params.top_p, 1)
-        if params.min_p > 0.0:
-            sampler.add_min_p(params.min_p, 1)
-        sampler.add_temp(params.temperature)
-        sampler.add_dist(seed)
-        return sampler, False
-
     def _piece(self, token: int, special: bool = False) -> bytes:
         key = -token - 1 if special else token
         piece = self._piece_cache.get(key)

@@ -115,3 +115,12 @@ def test_temperature_zero_picks_what_llama_cpps_own_sampler_picks(http):
         chain = ask(http, content=content, temperature=0.8, top_k=1, seed=3, max_tokens=32)
         assert text_of(fast) == text_of(chain)
         assert fast["usage"]["completion_tokens"] == chain["usage"]["completion_tokens"]
+
+
+def test_a_tiny_top_p_keeps_only_the_most_likely_token(http):
+    # top_p without top_k (SmolLM2's own default) finds its nucleus in numpy (engine.sampling);
+    # below 1/49152 it holds the most likely token alone, whatever the temperature
+    for content in ("Name three colours.", "What is a river?"):
+        greedy = ask(http, content=content, temperature=0, max_tokens=24)
+        tiny = ask(http, content=content, temperature=1.5, top_p=1e-6, seed=11, max_tokens=24)
+        assert text_of(tiny) == text_of(greedy)

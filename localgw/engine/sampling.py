@@ -1,0 +1,124 @@
+"""A request's sampler: llama.cpp's sampler chain, with two exact shortcuts taken in numpy.
+
+`llama_sampler_sample` copies every logit of a row into a candidate array before the chain
+runs (about 100 us for SmolLM2's 49k vocabulary on the development VM). Two common chains pay
+much more than their result needs, so they start in numpy and stay in llama.cpp after that:
+
+- greedy alone (temperature 0; no grammar, bias or penalty): the first largest logit of the row,
+  which is what llama.cpp's greedy sampler picks. 12 us instead of 122.
+- top_p with top_k off (the recommended settings of SmolLM2, Llama 3, DeepSeek R1, which
+  localgw applies when a request sends no top_k): llama.cpp's top_p sorts the whole vocabulary
+  whenever the nucleus is larger than 256 tokens, with buckets over logits -10..10 that raw
+  logits overflow; that cost 0.95-1.0 ms a token on SmolLM2 (measured over 300 tokens of a
+  story, `top_p` 0.9), about 3x that for a 128k vocabulary, against 0.16 ms for llama.cpp's own
+  defaults (top_k 40 first). Here numpy finds the nucleus, the most likely tokens whose
+  probabilities first add up to `top_p`, in llama.cpp's order (logit descending, with
+  probabilities over the whole vocabulary), and the rest of the chain (min_p, temperature, dist
+  with the request's seed) runs in llama.cpp on that sorted set, as it would after llama.cpp's
+  top_p. So the draw is the same; the sums are rounded in another order, which can move the cut
+  only when the running sum lands within about 1e-6 of `top_p`.
+
+Grammars, penalties and logit bias come before top_p in the chain, so any of them keeps the
+whole chain in llama.cpp.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import llama_cpp
+import numpy as np
+from llama_cpp import _internals as internals
+from llama_cpp.llama_grammar import LlamaGrammar
+
+from localgw.engine.types import SamplingParams
+
+PENALTY_LAST_N = 64
+TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])  # llama_token_data
+assert TOKEN_DATA.itemsize == ctypes.sizeof(llama_cpp.llama_token_data)
+_WIDEN = (4.0, 8.0, 16.0, 32.0)  # logit distances below the maximum tried before all of them
+
+
+def nucleus(row: np.ndarray, p: float, scratch: np.ndarray | None = None) -> np.ndarray:
+    """The candidates llama.cpp's top_p (min_keep 1) keeps of one row of logits, as
+    llama_token_data records sorted by logit, descending, with their probabilities over the
+    whole row. `scratch`: a float32 array of the row's size to work in.
+
+    Only the tokens within a widening distance of the largest logit are sorted: once their
+    probabilities reach `p`, every token outside is less likely than all of them and cannot be
+    in the nucleus."""
+    top = row.max()
+    e = np.subtract(row, top, out=scratch)
+    np.exp(e, out=e)
+    z = e.sum(dtype=np.float32)
+    for width in _WIDEN + (None,):
+        if width is None:
+            ids = np.arange(row.size)
+        else:
+            ids = np.flatnonzero(row >= top - width)
+            if e[ids].sum(dtype=np.float32) < p * z * 1.0001:
+                continue  # not enough mass near the top (with room for rounding)
+        ids = ids[np.argsort(-row[ids], kind="stable")]
+        probs = e[ids] / z
+        cum = np.cumsum(probs, dtype=np.float32)
+        k = int(np.searchsorted(cum, np.float32(p), side="left")) + 1
+        if k <= ids.size or width is None:
+            k = min(k, ids.size)
+            out = np.empty(k, TOKEN_DATA)
+            out["id"], out["logit"], out["p"] = ids[:k], row[ids[:k]], probs[:k]
+            return out
+    raise AssertionError("unreachable: the last width takes every token")
+
+
+class Sampler:
+    """One request's sampler. `sample` picks the next token from row `index` of the context's
+    last batch; `row` is that row of logits as a numpy view."""
+
+    def __init__(self, params: SamplingParams, seed: int, model, n_vocab: int):
+        self.chain = chain = internals.LlamaSampler()
+        self.shortcut: str | None = None
+        self.top_p = params.top_p
+        if params.logit_bias:
+            chain.add_logit_bias(n_vocab, params.logit_bias)
+        if params.repeat_penalty != 1.0 or params.frequency_penalty or params.presence_penalty:
+            chain.add_penalties(n_vocab, PENALTY_LAST_N, params.repeat_penalty,
+                                params.frequency_penalty, params.presence_penalty)
+        if params.grammar:
+            chain.add_grammar(model, LlamaGrammar.from_string(params.grammar, verbose=False))
+        plain = llama_cpp.llama_sampler_chain_n(chain.sampler) == 0
+        if params.temperature <= 0.0:
+            chain.add_greedy()
+            self.shortcut = "greedy" if plain else None
+            return
+        if params.top_k > 0:
+            chain.add_top_k(params.top_k)
+        if params.top_p < 1.0:
+            if plain and params.top_k <= 0:
+                self.shortcut = "nucleus"  # numpy keeps what top_p would; see the docstring
+                self._scratch = np.empty(n_vocab, np.float32)
+            else:
+                chain.add_top_p(params.top_p, 1)
+        if params.min_p > 0.0:
+            chain.add_min_p(params.min_p, 1)
+        chain.add_temp(params.temperature)
+        chain.add_dist(seed)
+
+    @property
+    def needs_row(self) -> bool:
+        return self.shortcut is not None
+
+    def sample(self, ctx, index: int, row: np.ndarray | None) -> int:
+        if self.shortcut == "greedy":
+            return int(row.argmax())
+        if self.shortcut == "nucleus":
+            cands = nucleus(row, self.top_p, self._scratch)
+            arr = llama_cpp.llama_token_data_array(
+                cands.ctypes.data_as(llama_cpp.llama_token_data_p), cands.size, -1, True)
+            llama_cpp.llama_sampler_apply(self.chain.sampler, ctypes.byref(arr))
+            token = int(cands["id"][arr.selected])
+            llama_cpp.llama_sampler_accept(self.chain.sampler, token)
+            return token
+        return llama_cpp.llama_sampler_sample(self.chain.sampler, ctx, index)
+
+    def close(self) -> None:
+        self.chain.close()
