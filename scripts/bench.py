@@ -6,6 +6,7 @@
     .venv/bin/python scripts/bench.py --compare-url http://127.0.0.1:8080 --compare-name llama-server
     .venv/bin/python scripts/bench.py --json bench-results.json
     .venv/bin/python scripts/bench.py --upstream       # gateway → upstream vs direct (serve --upstream)
+    .venv/bin/python scripts/bench.py --upstream --upstream-cpus 0 --threads 1   # upstream on CPU 0 only
     .venv/bin/python scripts/bench.py --chat-app       # only: the chat app attached vs. not
 
 Cases (issue 10): time to first token (TTFT) and decode tok/s of one stream after a short and after
@@ -312,7 +313,8 @@ def report_chat_app(r: dict) -> None:
 
 
 def start_server(gguf: str | None, threads: int, extra: tuple[str, ...] = (),
-                 env: dict | None = None) -> tuple[subprocess.Popen, str]:
+                 env: dict | None = None, cpus: set[int] | None = None
+                 ) -> tuple[subprocess.Popen, str]:
     import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -321,7 +323,8 @@ def start_server(gguf: str | None, threads: int, extra: tuple[str, ...] = (),
     proc = subprocess.Popen([sys.executable, "-m", "localgw", "serve", *model, "--port",
                              str(port), "--threads", str(threads), *extra], cwd=ROOT,
                             stderr=subprocess.PIPE, text=True,
-                            env=None if env is None else dict(os.environ, **env))
+                            env=None if env is None else dict(os.environ, **env),
+                            preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus))
     ready = threading.Event()
 
     def pump():
@@ -348,22 +351,33 @@ def cpu_seconds(pid: int) -> float | None:
         return None
 
 
-def upstream_overhead(gguf: str, threads: int, repeats: int = REPEATS) -> dict:
+def upstream_overhead(gguf: str, threads: int, repeats: int = REPEATS,
+                      upstream_cpus: set[int] | None = None) -> dict:
     """TTFT and decode tok/s through a gateway (`serve --upstream`) vs straight to its upstream.
 
     Two localgw servers: the upstream decodes the model; the gateway (its own empty home, so it
     holds only the idle embedded default) forwards to it. Direct and gateway trials alternate
     (which goes first alternates too) and never overlap; TTFT pairs (TTFT_PAIRS_PER_REPEAT per
     repeat) use a 4-token answer, decode pairs DECODE_TOKENS.
+
+    `upstream_cpus`: the upstream runs on these CPUs, the gateway and this client on the others,
+    as when the upstream is a machine of its own; otherwise all share every CPU, and each chunk
+    the gateway forwards takes CPU from the decode it measures.
     """
     import tempfile
 
-    up_proc, up_url = start_server(gguf, threads)
+    others = None
+    if upstream_cpus:
+        others = set(os.sched_getaffinity(0)) - upstream_cpus
+        if not others:
+            sys.exit("bench: --upstream-cpus must leave a CPU for the gateway and the client")
+        os.sched_setaffinity(0, others)
+    up_proc, up_url = start_server(gguf, threads, cpus=upstream_cpus)
     home = tempfile.mkdtemp(prefix="localgw-bench-gateway-")
     gw_proc = None
     try:
         gw_proc, gw_url = start_server(None, threads, ("--upstream", f"up={up_url}"),
-                                       env={"LOCALGW_HOME": home})
+                                       env={"LOCALGW_HOME": home}, cpus=others)
         model = Path(gguf).stem
         sides = {"direct": ServerSide("direct", up_url, model),
                  "gateway": ServerSide("gateway", gw_url, model)}
@@ -402,6 +416,7 @@ def upstream_overhead(gguf: str, threads: int, repeats: int = REPEATS) -> dict:
     out["decode_paired_ratios"] = ratios
     out["gateway_cpu_us_per_token"] = statistics.median(gateway_cpu) * 1e6 if gateway_cpu else None
     out["pairs"] = {"ttft": pairs, "decode": repeats, "decode_tokens": DECODE_TOKENS}
+    out["upstream_cpus"] = sorted(upstream_cpus) if upstream_cpus else None
     return out
 
 
@@ -409,7 +424,9 @@ def report_upstream(model: str, r: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"localgw bench: through a gateway vs direct to the upstream ({model})")
+    where = (f"; upstream on CPU {','.join(map(str, r['upstream_cpus']))}, gateway and client on "
+             "the others" if r.get("upstream_cpus") else "")
+    t = Table(title=f"localgw bench: through a gateway vs direct to the upstream ({model}{where})")
     for col in ("measure", "direct", "through the gateway", "overhead / ratio"):
         t.add_column(col)
     low, high = r["ttft_overhead_iqr_ms"]
@@ -445,14 +462,18 @@ def main() -> None:
     ap.add_argument("--json", metavar="FILE", help="also save the results as JSON")
     ap.add_argument("--upstream", action="store_true",
                     help="only the upstream case: a gateway forwarding to a second server vs direct")
+    ap.add_argument("--upstream-cpus", metavar="LIST",
+                    help="with --upstream: run the upstream on these CPUs (e.g. 0 or 0,1) and the "
+                         "gateway and client on the others, as if the upstream were another machine")
     ap.add_argument("--chat-app", action="store_true",
                     help="only: decode tok/s of a long answer with the chat app attached vs. without")
     args = ap.parse_args()
     gguf = args.gguf or str(embedded_model_path())
     model = args.model or Path(gguf).stem
     if args.upstream:
+        cpus = {int(c) for c in args.upstream_cpus.split(",")} if args.upstream_cpus else None
         results = {"model": model, "threads": args.threads, "cpus": os.cpu_count(),
-                   "upstream": upstream_overhead(gguf, args.threads, args.repeats)}
+                   "upstream": upstream_overhead(gguf, args.threads, args.repeats, cpus)}
         report_upstream(model, results["upstream"])
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2))
