@@ -125,18 +125,6 @@ def _pool(request: Request) -> PreparePool:
     return request.app.state.prepare_pool
 
 
-async def _unless_client_leaves(request: Request, work: Callable[[], Awaitable]):
-    """`work()`, cancelled with ClientGone if the client disconnects; its own error unwrapped
-    from the task group's exception group, so a 400 stays a 400."""
-    try:
-        return await run_until_disconnect(request.receive, work)
-    except Exception as exc:
-        inner = getattr(exc, "exceptions", None)  # an ExceptionGroup of one
-        if inner and len(inner) == 1:
-            raise inner[0] from None
-        raise
-
-
 def _parse_in_thread(model, body: bytes, limits, stop: threading.Event):
     return parse_body(model, body, limits)
 
@@ -147,8 +135,8 @@ async def parse_request(request: Request, model: type):
     limits = request.app.state.settings.limits
     if len(body) < SMALL_BODY:
         return parse_body(model, body, limits)
-    return await _unless_client_leaves(
-        request, lambda: _pool(request).run(_parse_in_thread, model, body, limits))
+    return await run_until_disconnect(
+        request.receive, lambda: _pool(request).run(_parse_in_thread, model, body, limits))
 
 
 async def _events(generation, timer: RequestTimer) -> AsyncIterator:
@@ -203,7 +191,7 @@ async def respond(request: Request, *, chunks: AsyncIterator[dict], close, strea
     if stream:
         return stream_response(chunks, close)
     try:
-        items = await _unless_client_leaves(request, lambda: _gather(chunks))
+        items = await run_until_disconnect(request.receive, lambda: _gather(chunks))
         return JSONResponse(collect(items))
     except ClientGone:
         return Response(status_code=499)
@@ -296,7 +284,7 @@ async def start_chat(request: Request, req: ChatRequest) -> ChatCall:
         return prepared
 
     try:
-        prepared = await _unless_client_leaves(request, prepare)
+        prepared = await run_until_disconnect(request.receive, prepare)
     except BaseException:
         await held.give_back(manager)
         raise
@@ -329,7 +317,7 @@ async def count_prompt(request: Request, req: ChatRequest) -> tuple[PreparedChat
         return await _pool(request).run(_prepare_in_thread, held.entry.runner, req, settings)
 
     try:
-        return await _unless_client_leaves(request, prepare)
+        return await run_until_disconnect(request.receive, prepare)
     finally:
         await held.give_back(manager)
 
@@ -384,7 +372,7 @@ async def completions(request: Request) -> Response:
         return token_lists, params
 
     try:
-        token_lists, params = await _unless_client_leaves(request, prepare)
+        token_lists, params = await run_until_disconnect(request.receive, prepare)
     except BaseException:
         await held.give_back(manager)
         raise
