@@ -1,10 +1,14 @@
 """The SSE response: chat's `data:`/`[DONE]` frames by default, named events for other formats."""
 
+import asyncio
+
 import anyio
+import pytest
 
 from localgw.errors import QueueFull
 from localgw.protocols.anthropic import error_body
-from localgw.server.streaming import EventStreamResponse, named_event
+from localgw.server.streaming import (ClientGone, EventStreamResponse, named_event,
+                                      run_until_disconnect)
 
 
 async def run(response) -> tuple[bytes, list]:
@@ -48,3 +52,62 @@ async def test_named_events_without_done():
                     b'event: error\ndata: {"type":"error","error":{"type":"rate_limit_error",'
                     b'"message":"too many"}}\n\n')
     assert closed == [True]
+
+
+def _disconnect_after(delay: float):
+    async def receive():
+        await asyncio.sleep(delay)
+        return {"type": "http.disconnect"}
+    return receive
+
+
+async def test_the_work_s_result_and_its_own_error_come_back_as_they_are():
+    assert await run_until_disconnect(_disconnect_after(60), _answer) == 42
+    with pytest.raises(QueueFull):  # itself, not wrapped in a group
+        await run_until_disconnect(_disconnect_after(60), _refuse)
+
+
+async def test_a_client_that_leaves_cancels_the_work_before_clientgone():
+    ended = []
+
+    async def slow():
+        try:
+            await asyncio.sleep(60)
+        finally:
+            ended.append(True)
+
+    with pytest.raises(ClientGone):
+        await run_until_disconnect(_disconnect_after(0.01), slow)
+    assert ended == [True]  # its cleanup ran before ClientGone reached the caller
+
+
+async def test_a_stream_whose_client_leaves_stops_and_closes_its_source():
+    pulled, closed = [], []
+
+    async def endless():
+        try:
+            while True:
+                pulled.append(1)
+                yield {"n": len(pulled)}
+                await asyncio.sleep(0.005)
+        finally:
+            closed.append("source")
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    response = EventStreamResponse(endless(), lambda: _note(closed))
+    await asyncio.wait_for(response({"type": "http"}, _disconnect_after(0.05), send), 5)
+    assert closed == ["source", True]          # the generator first, then on_close
+    assert 1 < len(pulled) < 100
+    assert not any(m.get("more_body") is False for m in sent)  # no [DONE] to a gone client
+
+
+async def _answer():
+    return 42
+
+
+async def _refuse():
+    raise QueueFull("too many")
