@@ -15,8 +15,11 @@ much more than their result needs, so they start in numpy and stay in llama.cpp 
   probabilities first add up to `top_p`, in llama.cpp's order (logit descending, with
   probabilities over the whole vocabulary), and the rest of the chain (min_p, temperature, dist
   with the request's seed) runs in llama.cpp on that sorted set, as it would after llama.cpp's
-  top_p. So the draw is the same; the sums are rounded in another order, which can move the cut
-  only when the running sum lands within about 1e-6 of `top_p`.
+  top_p. llama.cpp sums the probabilities in float32 in token order, numpy pairwise: the sums
+  differ by about 1e-4 of their value, so where the running sum lands that close to `top_p` the
+  cut can move by a token (tests/integration/test_nucleus.py measures it on real logits). Then
+  the seed draws another text than llama.cpp's own chain would; from run to run of localgw it
+  draws the same.
 
 Grammars, penalties and logit bias come before top_p in the chain, so any of them keeps the
 whole chain in llama.cpp.
