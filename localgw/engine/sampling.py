@@ -1,4 +1,4 @@
-"""A request's sampler: llama.cpp's sampler chain, with two exact shortcuts taken in numpy.
+"""A request's sampler: llama.cpp's sampler chain, with two shortcuts taken in numpy.
 
 `llama_sampler_sample` copies every logit of a row into a candidate array before the chain
 runs (about 100 us for SmolLM2's 49k vocabulary on the development VM). Two common chains pay

@@ -87,11 +87,10 @@ class EventStreamResponse:
         pump = asyncio.ensure_future(self._pump(send, headers))
         try:
             await _first_of(pump, receive)
-            if not pump.cancelled() and pump.exception() is not None:
-                raise pump.exception()
+            if not pump.cancelled():
+                pump.result()  # its own error, if it had one
         finally:
-            aclose = getattr(self.chunks, "aclose", None)
-            await asyncio.shield(self._close(aclose))
+            await asyncio.shield(self._close())
 
     async def _pump(self, send, headers) -> None:
         with contextlib.suppress(OSError):  # the client went away while we wrote
@@ -106,8 +105,9 @@ class EventStreamResponse:
             await send({"type": "http.response.body", "body": self.done or b"",
                         "more_body": False})
 
-    async def _close(self, aclose) -> None:
+    async def _close(self) -> None:
         try:
+            aclose = getattr(self.chunks, "aclose", None)
             if aclose is not None:
                 await aclose()
         finally:
