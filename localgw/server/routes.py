@@ -22,8 +22,8 @@ from localgw.chat.template import CHATML_TEMPLATE
 from localgw.engine.schema_grammar import JsonSchemaConverter
 from localgw.engine.types import JobFailed, TokenText
 from localgw.errors import InvalidRequest, LocalgwError
-from localgw.server.limits import (SMALL_BODY, PreparePool, bounded_prompt_tokens,
-                                   check_prompt_chars, check_stop)
+from localgw.server.limits import (SMALL_BODY, SMALL_PROMPT_CHARS, PreparePool,
+                                   bounded_prompt_tokens, check_prompt_chars, check_stop)
 from localgw.server.forwarding import (forward_if_upstream, start_upstream_chat, upstream_model,
                                        upstream_models, upstream_targets)
 from localgw.server.calls import ChatCall
@@ -232,6 +232,13 @@ def _prepare_in_thread(runner, req: ChatRequest, settings,
     return prepared, tokens
 
 
+def _small_chat(req: ChatRequest) -> bool:
+    """Cheap enough to prepare on the event loop: little text and no grammar to build."""
+    if req.tools or req.response_format is not None:
+        return False
+    return sum(len(m.text() or "") for m in req.messages) <= SMALL_PROMPT_CHARS
+
+
 @dataclass
 class _Held:
     """What a request holds while it is being prepared, to give back if it never starts."""
@@ -274,7 +281,8 @@ async def start_chat(request: Request, req: ChatRequest) -> ChatCall:
     async def prepare() -> PreparedChat:
         held.entry = await manager.acquire(req.model)
         runner = held.entry.runner
-        prepared, tokens = await _pool(request).run(_prepare_in_thread, runner, req, settings)
+        prepared, tokens = await _pool(request).run(_prepare_in_thread, runner, req, settings,
+                                                    inline=_small_chat(req))
         thinking = (req.chat_template_kwargs or {}).get("enable_thinking") is not False
         params = sampling_params(req, logprobs=req.logprobs, top_logprobs=req.top_logprobs or 0,
                                  grammar=prepared.grammar, max_output=settings.max_output,

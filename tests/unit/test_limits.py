@@ -189,3 +189,26 @@ def test_a_lone_surrogate_escape_is_a_400_not_a_500():
     # input (bytes) then broke the message.
     err = refused(b'{"model": "m", "messages": [{"role": "user", "content": "\\udaec"}]}')
     assert err.status == 400 and "not valid JSON" in err.message
+
+
+async def test_pool_runs_small_work_inline_on_the_callers_thread():
+    pool = PreparePool(1)
+    try:
+        here = threading.get_ident()
+        assert await pool.run(lambda stop: threading.get_ident(), inline=True) == here
+        assert await pool.run(lambda stop: threading.get_ident()) != here
+    finally:
+        pool.close()
+
+
+def test_only_small_chats_without_grammars_are_prepared_inline():
+    from localgw.chat.requests import ChatRequest
+    from localgw.server.routes import _small_chat
+
+    def req(text, **extra):
+        return ChatRequest.model_validate({"model": "m", "messages": [
+            {"role": "user", "content": text}], **extra})
+    assert _small_chat(req("hello"))
+    assert not _small_chat(req("x" * 5000))
+    assert not _small_chat(req("hello", response_format={"type": "json_object"}))
+    assert not _small_chat(req("hello", tools=[{"type": "function", "function": {"name": "f"}}]))
