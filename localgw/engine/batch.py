@@ -32,6 +32,13 @@ class Batch:
         (where its logits are, when asked for)."""
         k = len(tokens)
         i = self.n
+        if k == 1:  # a stream's next token: item writes cost a tenth of the slice writes below
+            self.token[i] = tokens[0]
+            self.pos[i] = start_pos
+            self.logits[i] = want_logits
+            self._seq_ptrs[i][0] = seq
+            self.n = i + 1
+            return i
         self.token[i:i + k] = tokens
         self.pos[i:i + k] = np.arange(start_pos, start_pos + k, dtype=self.pos.dtype)
         self.logits[i:i + k] = 0
