@@ -427,11 +427,8 @@ class LlamaRunner:
             self._end_everything()
 
     def _take_queued(self) -> None:
-        while True:
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                return
+        while not self._queue.empty():  # only this thread takes: not empty means get succeeds
+            job = self._queue.get_nowait()
             if job is None:
                 self._closed = True
                 return
