@@ -201,7 +201,10 @@ def collect_text(chunks: list[dict], usage: Usage, model: str, id_: str, created
             "usage": usage.to_dict()}
 
 
+# one encoder for every frame: json.dumps with its own separators builds a new one per call
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def sse(data: dict | str) -> bytes:
-    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"),
-                                                            ensure_ascii=False)
+    payload = data if isinstance(data, str) else _encode(data)
     return f"data: {payload}\n\n".encode("utf-8")
