@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, AsyncIterator, Callable, Protocol
 import anyio
 import httpx
 
+from localgw import __version__
 from localgw.errors import QueueFull, UpstreamBroken, UpstreamError, UpstreamRejected, UpstreamUnreachable
 from localgw.upstreams.config import UpstreamConfig
 from localgw.upstreams.transport import upstream_transport
@@ -66,16 +67,24 @@ class UpstreamClient:
         key = os.environ.get(config.api_key_env, "") if config.api_key_env else ""
         self.has_key = bool(key)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        del key  # held by the client's default headers only: never logged, never stored
+        del key  # held by this client's headers only: never logged, never stored
+        timeout = httpx.Timeout(config.timeout, connect=min(CONNECT_TIMEOUT, config.timeout),
+                                pool=None)
+        # one connection more than requests may run: the model-list refresh never waits
+        self.transport = upstream_transport(config.url, httpx.Limits(
+            max_connections=config.max_concurrency and config.max_concurrency + 1,
+            max_keepalive_connections=config.max_concurrency or 32))
         self.http = httpx.AsyncClient(
             base_url=config.url + "/", headers=headers, follow_redirects=False,
-            cookies=_NoCookies(),
-            timeout=httpx.Timeout(config.timeout, connect=min(CONNECT_TIMEOUT, config.timeout),
-                                  pool=None),
-            # one connection more than requests may run: the model-list refresh never waits
-            transport=upstream_transport(config.url, httpx.Limits(
-                max_connections=config.max_concurrency and config.max_concurrency + 1,
-                max_keepalive_connections=config.max_concurrency or 32)))
+            cookies=_NoCookies(), timeout=timeout, transport=self.transport)
+        # Forwarded requests go to the transport itself: httpx's client layer (URL merging,
+        # auth, redirects, cookies, hooks) cost ~0.5 ms of CPU a request here (1.5 against
+        # 1.0 ms for a 4-token stream), on the time to first token, and does nothing for them:
+        # no redirects are followed, no cookies kept, and with a transport of our own the
+        # client mounts no proxies either.
+        self._headers = [("User-Agent", f"localgw/{__version__}"), *headers.items()]
+        self._timeout = timeout.as_dict()
+        self._urls: dict[str, httpx.URL] = {}
 
     def fault(self, what: str) -> str:
         return f"upstream {self.config.name} ({self.config.shown_url}): {what}"
@@ -131,13 +140,18 @@ class UpstreamClient:
                    request_id: str | None) -> httpx.Response:
         """POST and wait for the status line (the body is left to read)."""
         # identity: a compressed stream would be held back by the compressor, not passed on
-        headers = {"Content-Type": "application/json", "Accept-Encoding": "identity",
-                   "Accept": "text/event-stream" if stream else "application/json"}
+        headers = [*self._headers, ("Content-Type", "application/json"),
+                   ("Accept-Encoding", "identity"),
+                   ("Accept", "text/event-stream" if stream else "application/json")]
         if request_id:
-            headers["X-Request-ID"] = request_id
-        request = self.http.build_request("POST", path, content=body, headers=headers)
+            headers.append(("X-Request-ID", request_id))
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = httpx.URL(self.config.url + "/" + path)
+        request = httpx.Request("POST", url, content=body, headers=headers,
+                                extensions={"timeout": self._timeout})
         try:
-            return await self.http.send(request, stream=True)
+            return await self.transport.handle_async_request(request)
         except httpx.HTTPError as exc:
             raise self.unreachable(exc) from None
 

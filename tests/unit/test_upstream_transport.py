@@ -165,3 +165,38 @@ async def test_a_cookie_an_upstream_sets_never_rides_on_the_next_request():
             await upstream.http.aclose()
     assert len(heads) == 2 and not any(b"cookie:" in h for h in heads)
     assert not upstream.http.cookies
+
+
+async def test_a_forwarded_request_carries_its_key_and_id_and_no_cookie(monkeypatch):
+    """Forwarded requests go to the transport without httpx's client layer: they still carry
+    the upstream's own key, the request id and the right Accept, to the right URL, and no
+    cookie that an earlier answer set."""
+    from localgw.upstreams.config import UpstreamConfig
+    from localgw.upstreams.forward import UpstreamClient
+
+    heads = []
+
+    async def sets_cookie(reader, writer, head, body):
+        heads.append(head.lower())
+        writer.write(b"HTTP/1.1 200 OK\r\nset-cookie: session=user-a; Path=/\r\n"
+                     b"content-type: application/json\r\ncontent-length: 2\r\n\r\n{}")
+
+    monkeypatch.setenv("FORWARD_TEST_KEY", "sk-upstream")
+    async with Server(sets_cookie) as server:
+        upstream = UpstreamClient(UpstreamConfig("u", server.url.rstrip("/") + "/v1",
+                                                 api_key_env="FORWARD_TEST_KEY"))
+        try:
+            for stream in (True, False):
+                resp = await upstream.open("chat/completions", b'{"model":"m"}', stream=stream,
+                                           request_id="req_abc" if stream else None)
+                assert resp.status_code == 200 and await resp.aread() == b"{}"
+                await resp.aclose()
+        finally:
+            await upstream.http.aclose()
+    first, second = heads
+    assert first.startswith(b"post /v1/chat/completions http/1.1")
+    for head in heads:
+        assert b"authorization: bearer sk-upstream" in head
+        assert b"content-type: application/json" in head and b"cookie:" not in head
+    assert b"accept: text/event-stream" in first and b"x-request-id: req_abc" in first
+    assert b"accept: application/json" in second and b"x-request-id" not in second
