@@ -1,12 +1,14 @@
-"""The one place that talks to upstreams: one pooled httpx.AsyncClient each, every fault named.
+"""The one place that talks to upstreams: one pooled httpx transport each, every fault named.
 
-Nothing is buffered: a stream is read as bytes arrive and each SSE event is handed on the moment
-its blank line comes in. The first event of a stream is awaited before the client gets any byte,
-so a failure up to then is still an HTTP status (502) and not a broken stream. Faults become
-`UpstreamUnreachable` (before the upstream answered: the next upstream may be tried),
-`UpstreamRejected` (it answered with an error status) or `UpstreamBroken` (it stopped mid-answer or
-spoke something that is not SSE/JSON). Closing an exchange closes its connection, so the upstream
-sees the client leave at once (vLLM and localgw abort the generation).
+The model list is read through an httpx.AsyncClient over that transport; forwarded requests go
+to the transport itself (see UpstreamClient). Nothing is buffered: a stream is read as bytes
+arrive and each SSE event is handed on the moment its blank line comes in. The first event of a
+stream is awaited before the client gets any byte, so a failure up to then is still an HTTP status
+(502) and not a broken stream. Faults become `UpstreamUnreachable` (before the upstream answered:
+the next upstream may be tried), `UpstreamRejected` (it answered with an error status) or
+`UpstreamBroken` (it stopped mid-answer or spoke something that is not SSE/JSON). Closing an
+exchange closes its connection, so the upstream sees the client leave at once (vLLM and localgw
+abort the generation).
 """
 
 from __future__ import annotations
