@@ -122,15 +122,12 @@ class Generation:
         return event
 
 
-def _address_returning(name: str, *argtypes):
-    """A second handle on a llama.cpp function that returns its pointer as a plain int."""
-    lib = llama_cpp.llama_cpp._lib
-    fn = type(getattr(lib, name))((name, lib))
-    fn.argtypes, fn.restype = list(argtypes), ctypes.c_void_p
-    return fn
-
-
-_logits_address = _address_returning("llama_get_logits_ith", ctypes.c_void_p, ctypes.c_int32)
+# a second handle on llama_get_logits_ith that returns the row's address as a plain int (the
+# first one's float pointer would need a ctypes.cast per token)
+_logits_address = type(llama_cpp.llama_cpp._lib.llama_get_logits_ith)(
+    ("llama_get_logits_ith", llama_cpp.llama_cpp._lib))
+_logits_address.argtypes = [ctypes.c_void_p, ctypes.c_int32]
+_logits_address.restype = ctypes.c_void_p
 
 
 def _deliver(items: list) -> None:
