@@ -1,4 +1,4 @@
-"""The asyncio transport of plain-HTTP upstreams, against a real socket server in the test's loop."""
+"""The HTTP/1.1 transport of plain-HTTP upstreams, against a real socket server in the test's loop."""
 
 import asyncio
 
@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from localgw.upstreams import transport as transport_mod
-from localgw.upstreams.transport import AsyncioBackend, upstream_transport
+from localgw.upstreams.transport import PlainHTTPTransport, upstream_transport
 
 
 class Server:
@@ -46,11 +46,10 @@ async def ok(reader, writer, head, body):
     writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
 
 
-def test_plain_http_uses_the_asyncio_backend_and_https_httpx_own():
-    plain = upstream_transport("http://gpu:8000/v1", httpx.Limits())
-    assert isinstance(plain._pool._network_backend, AsyncioBackend)
-    tls = upstream_transport("https://cloud.example/v1", httpx.Limits())
-    assert not isinstance(tls._pool._network_backend, AsyncioBackend)
+def test_plain_http_uses_our_transport_and_https_httpx_own():
+    assert isinstance(upstream_transport("http://gpu:8000/v1", httpx.Limits()), PlainHTTPTransport)
+    assert isinstance(upstream_transport("https://cloud.example/v1", httpx.Limits()),
+                      httpx.AsyncHTTPTransport)
 
 
 async def test_head_and_body_go_out_in_one_write():
