@@ -8,6 +8,7 @@ import sys
 import uvicorn
 
 from localgw.errors import StoreError
+from localgw.server.http_protocol import CoalescingHttpToolsProtocol
 from localgw.server.settings import ServerSettings
 
 
@@ -66,7 +67,8 @@ def run_server(settings: ServerSettings) -> None:
             "serving the embedded default model; pull a real one with e.g. "
             "`localgw pull Qwen/Qwen2.5-1.5B-Instruct`")
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
-                            access_log=False, timeout_graceful_shutdown=5, lifespan="on")
+                            access_log=False, timeout_graceful_shutdown=5, lifespan="on",
+                            http=CoalescingHttpToolsProtocol)
     server = _Server(config, settings, app.state.manager)
     server.run()
     if not server.started:
