@@ -47,14 +47,16 @@ async def upstream_model(request: Request, model_id: str) -> dict | None:
 
 
 async def _open(request: Request, targets: list[Target], path: str,
-                body_for: Callable[[str], bytes], stream: bool, decode: bool = True) -> Exchange:
+                body_for: Callable[[str], bytes], stream: bool, decode: bool = True,
+                wait_first: bool = True) -> Exchange:
     """Open the exchange; if the client leaves meanwhile, close whatever was opened."""
     opened: list[Exchange] = []
 
     async def work() -> Exchange:
         exchange = await open_first(targets, path, body_for, stream=stream,
                                     request_id=request.scope.get("state", {}).get("request_id"),
-                                    recorder=request.app.state.metrics.upstreams, decode=decode)
+                                    recorder=request.app.state.metrics.upstreams, decode=decode,
+                                    wait_first=wait_first)
         opened.append(exchange)
         return exchange
 
@@ -94,11 +96,15 @@ async def forward_if_upstream(request: Request, path: str) -> Response | None:
 
     stream = data.get("stream") is True
     try:
-        exchange = await _open(request, targets, path, body_for, stream, decode=False)
+        # a stream's first event is awaited inside the response (see EventStreamResponse's
+        # `first`): when it comes, it goes out with the head at once, without this stack's return
+        exchange = await _open(request, targets, path, body_for, stream, decode=False,
+                               wait_first=False)
     except ClientGone:
         return Response(status_code=CLIENT_CLOSED)
     if stream:
-        return EventStreamResponse(exchange.raw(), exchange.close, encode=_as_is)
+        return EventStreamResponse(exchange.raw(), exchange.close, encode=_as_is,
+                                   first=lambda: exchange.first_event(decode=False))
     try:
         content = await run_until_disconnect(request.receive, exchange.read)
     except ClientGone:

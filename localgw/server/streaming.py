@@ -13,6 +13,7 @@ from typing import AsyncIterator, Awaitable, Callable
 
 from localgw.chat.responses import sse
 from localgw.errors import LocalgwError
+from localgw.server.errors import error_response
 
 
 class ClientGone(Exception):
@@ -76,15 +77,21 @@ class EventStreamResponse:
                  headers: dict[str, str] | None = None, *,
                  encode: Callable[[object], bytes] = sse,
                  encode_error: Callable[[LocalgwError], bytes] = lambda exc: sse(exc.to_dict()),
-                 done: bytes | None = sse("[DONE]")):
+                 done: bytes | None = sse("[DONE]"),
+                 first: Callable[[], Awaitable[None]] | None = None):
+        """`first`, if given, is awaited before the head is sent: a LocalgwError it raises is
+        answered as that error (its status, a JSON body) instead of a stream. A forwarded stream
+        waits there for the upstream's first event, with the response already under way, so
+        that event goes out with the head the moment it arrives."""
         self.chunks, self.on_close, self.headers = chunks, on_close, headers or {}
         self.encode, self.encode_error, self.done = encode, encode_error, done
+        self.first = first
 
     async def __call__(self, scope, receive, send):
         headers = [(b"content-type", b"text/event-stream; charset=utf-8"),
                    (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
         headers += [(k.lower().encode(), v.encode()) for k, v in self.headers.items()]
-        pump = asyncio.ensure_future(self._pump(send, headers))
+        pump = asyncio.ensure_future(self._pump(scope, receive, send, headers))
         try:
             await _first_of(pump, receive)
             if not pump.cancelled():
@@ -92,7 +99,13 @@ class EventStreamResponse:
         finally:
             await asyncio.shield(self._close())
 
-    async def _pump(self, send, headers) -> None:
+    async def _pump(self, scope, receive, send, headers) -> None:
+        if self.first is not None:
+            try:
+                await self.first()
+            except LocalgwError as exc:
+                await error_response(exc, scope.get("path", ""))(scope, receive, send)
+                return
         with contextlib.suppress(OSError):  # the client went away while we wrote
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             try:

@@ -177,6 +177,15 @@ async def _read_some(response: httpx.Response, limit: int) -> bytes:
     return out[:limit]
 
 
+def _body_pieces(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The body as it arrives. Forwarded requests ask for `identity`, so the transport's own
+    stream is the body (without httpx's decoding and chunking layers, per read); an upstream
+    that compresses anyway is decoded by httpx."""
+    if response.headers.get("content-encoding", "identity").strip().lower() == "identity":
+        return response.stream.__aiter__()
+    return response.aiter_bytes()
+
+
 def error_fields(body: bytes) -> tuple[str, str | None, str | None, str | None]:
     """message, type, code, param of an error body in any of the shapes engines use."""
     try:
@@ -241,31 +250,33 @@ class Exchange:
         except StopAsyncIteration:  # [DONE] at once: an empty stream, passed on as one
             self._first = None
 
-    async def batches(self) -> AsyncIterator[list[tuple[bytes, dict | None]]]:
-        """The events each read from the upstream brought, as (raw bytes, JSON data or None),
-        until its [DONE] (not included)."""
+    # events() and raw() read the batches themselves: each layer of async generators costs
+    # every chunk of every forwarded stream a few microseconds more.
+    async def events(self) -> AsyncIterator[dict]:
+        """The decoded JSON of each event, one by one, until the upstream's [DONE]."""
         if self._first is not None:
             first, self._first = self._first, None
-            yield first
+            for _, data in first:
+                if data is not None:
+                    yield data
         async for batch in self._batches:
-            yield batch
-
-    async def events(self) -> AsyncIterator[dict]:
-        """The decoded JSON of each event, one by one."""
-        async for batch in self.batches():
             for _, data in batch:
                 if data is not None:
                     yield data
 
     async def raw(self) -> AsyncIterator[bytes]:
-        """The bytes of each read's complete events: one write downstream per read upstream."""
-        async for batch in self.batches():
-            yield b"".join(raw for raw, _ in batch)
+        """The bytes of each read's complete events (until [DONE], not included): one write
+        downstream per read upstream."""
+        if self._first is not None:
+            first, self._first = self._first, None
+            yield first[0][0] if len(first) == 1 else b"".join(raw for raw, _ in first)
+        async for batch in self._batches:
+            yield batch[0][0] if len(batch) == 1 else b"".join(raw for raw, _ in batch)
 
     async def _read_batches(self, decode: bool) -> AsyncIterator[list[tuple[bytes, dict | None]]]:
         client = self.upstream.client
         buffer = b""
-        self._pieces = self.response.aiter_bytes()
+        self._pieces = _body_pieces(self.response)
         try:
             async for piece in self._pieces:
                 self.received += len(piece)
@@ -370,8 +381,11 @@ def _unsent(upstream: Upstream, recorder: Recorder | None, started: float, sent:
 
 async def open_first(targets: list[Target], path: str, body_for: Callable[[str], bytes], *,
                      stream: bool, request_id: str | None, recorder: Recorder | None = None,
-                     decode: bool = True) -> Exchange:
-    """Send to the first upstream that takes it: a full one or an unreachable one is skipped."""
+                     decode: bool = True, wait_first: bool = True) -> Exchange:
+    """Send to the first upstream that takes it: a full one or an unreachable one is skipped.
+
+    A stream is returned once its first event is in (`wait_first`), or once the upstream's
+    status says it is one; then the caller awaits `first_event()` itself."""
     faults: list[Exception] = []
     for target in targets:
         upstream = target.upstream
@@ -393,7 +407,7 @@ async def open_first(targets: list[Target], path: str, body_for: Callable[[str],
             if response.status_code >= 400:
                 raise await upstream.client.refuse(response)
             exchange = Exchange(target, response, started, len(body), recorder)
-            if stream:
+            if stream and wait_first:
                 await exchange.first_event(decode)
             upstream.record_success()
             return exchange

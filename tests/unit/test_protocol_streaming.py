@@ -1,6 +1,7 @@
 """The SSE response: chat's `data:`/`[DONE]` frames by default, named events for other formats."""
 
 import asyncio
+import json
 
 import anyio
 import pytest
@@ -52,6 +53,49 @@ async def test_named_events_without_done():
                     b'event: error\ndata: {"type":"error","error":{"type":"rate_limit_error",'
                     b'"message":"too many"}}\n\n')
     assert closed == [True]
+
+
+async def test_an_error_before_the_first_item_is_an_error_response_not_a_stream():
+    """`first` (a forwarded stream's wait for the upstream's first event) failing: the client
+    gets that error's status and JSON body, no 200 and no frames; the source is still closed."""
+    from localgw.errors import UpstreamBroken
+
+    async def first_fails():
+        raise UpstreamBroken("upstream u: sent garbage")
+
+    sent, closed = [], []
+
+    async def send(message):
+        sent.append(message)
+
+    response = EventStreamResponse(failing([{"a": 1}]), lambda: _note(closed), first=first_fails)
+    await response({"type": "http", "path": "/v1/chat/completions"}, _disconnect_after(60), send)
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 502
+    assert json.loads(sent[1]["body"])["error"]["message"] == "upstream u: sent garbage"
+    assert b"data:" not in b"".join(m.get("body", b"") for m in sent)
+    assert closed == [True]
+
+
+async def test_after_first_come_the_head_and_then_the_frames():
+    order = []
+
+    async def first_ok():
+        order.append("first")
+
+    async def items():
+        order.append("pulled")
+        yield {"a": 1}
+
+    sent = []
+
+    async def send(message):
+        order.append(message["type"])
+        sent.append(message)
+
+    response = EventStreamResponse(items(), lambda: _note([]), first=first_ok)
+    await response({"type": "http"}, _disconnect_after(60), send)
+    assert order[:4] == ["first", "http.response.start", "pulled", "http.response.body"]
+    assert sent[0]["status"] == 200
 
 
 def _disconnect_after(delay: float):
