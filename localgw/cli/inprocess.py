@@ -39,7 +39,7 @@ class InProcessServer:
 
     def start(self, timeout: float = 120) -> "InProcessServer":
         from localgw.server.app import create_app
-        from localgw.server.http_protocol import CoalescingHttpToolsProtocol
+        from localgw.server.http_protocol import HeadWithBodyProtocol
 
         Path(self.log_path).parent.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(self.log_path)
@@ -50,7 +50,7 @@ class InProcessServer:
         app = create_app(self.settings)
         cfg = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
                              access_log=False, lifespan="on", log_config=None,
-                             http=CoalescingHttpToolsProtocol)
+                             http=HeadWithBodyProtocol)
         self._server = uvicorn.Server(cfg)
         self._thread = threading.Thread(target=self._server.run, name="localgw-server", daemon=True)
         self._thread.start()

@@ -8,7 +8,7 @@ import sys
 import uvicorn
 
 from localgw.errors import StoreError
-from localgw.server.http_protocol import CoalescingHttpToolsProtocol
+from localgw.server.http_protocol import HeadWithBodyProtocol
 from localgw.server.settings import ServerSettings
 
 
@@ -68,7 +68,7 @@ def run_server(settings: ServerSettings) -> None:
             "`localgw pull Qwen/Qwen2.5-1.5B-Instruct`")
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
                             access_log=False, timeout_graceful_shutdown=5, lifespan="on",
-                            http=CoalescingHttpToolsProtocol)
+                            http=HeadWithBodyProtocol)
     server = _Server(config, settings, app.state.manager)
     server.run()
     if not server.started:

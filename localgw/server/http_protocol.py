@@ -1,4 +1,4 @@
-"""uvicorn's HTTP/1.1 protocol (httptools), with the writes of one event-loop turn sent as one.
+"""uvicorn's HTTP/1.1 protocol (httptools), with a response's head sent together with its body.
 
 uvicorn writes a response's head the moment the app sends `http.response.start`, and its body
 with the next message: two writes, usually in the same turn of the loop. On loopback (a client
@@ -9,10 +9,11 @@ are sent back to back), the head's write cost ~0.7 ms before the first event wen
 together, the time to first token through the gateway fell by ~0.3 ms. A JSON response's head
 and body go out together the same way.
 
-So the connection's transport is wrapped: a write is held until the end of the current turn
-(`loop.call_soon`), and everything written in that turn goes out in one `transport.write`.
-Nothing waits longer than that: a streamed token still leaves in the turn it was produced.
-Closing or aborting sees the held bytes first (sent, or dropped with the connection).
+So the connection's transport is wrapped: the first write of each request's response (its head)
+is held, and goes out joined with the next write, or at the end of the loop's turn if nothing
+follows in it (a stream whose first chunk is still being computed). Every other write goes
+straight through: a streamed chunk costs no extra turn of the loop. Closing sees the held bytes
+first; aborting drops them with the connection.
 """
 
 from __future__ import annotations
@@ -22,36 +23,45 @@ import asyncio
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
-class CoalescingWrites:
-    """A transport whose writes of one loop turn go out as one; the rest is the transport's."""
+class HeadWithBody:
+    """A transport that holds the write after `hold_next()` until the next write or the end of
+    the loop's turn; the rest is the transport's."""
 
-    __slots__ = ("_transport", "_held", "_loop")
+    __slots__ = ("_transport", "_loop", "_hold", "_held")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop):
         self._transport = transport
-        self._held: list[bytes] = []
         self._loop = loop
+        self._hold = False
+        self._held: bytes | None = None
+
+    def hold_next(self) -> None:
+        self._hold = True
 
     def write(self, data: bytes) -> None:
         if not data:
             return
-        if not self._held:
+        if self._held is not None:
+            data, self._held = self._held + data, None
+        elif self._hold:
+            self._hold = False
+            self._held = data
             self._loop.call_soon(self.flush)
-        self._held.append(data)
+            return
+        self._transport.write(data)
 
     def writelines(self, lines) -> None:
         for data in lines:
             self.write(data)
 
     def flush(self) -> None:
-        if self._held:
-            data = b"".join(self._held) if len(self._held) > 1 else self._held[0]
-            self._held.clear()
+        if self._held is not None:
+            data, self._held = self._held, None
             if not self._transport.is_closing():
                 self._transport.write(data)
 
     def get_write_buffer_size(self) -> int:
-        return self._transport.get_write_buffer_size() + sum(map(len, self._held))
+        return self._transport.get_write_buffer_size() + len(self._held or b"")
 
     def write_eof(self) -> None:
         self.flush()
@@ -62,16 +72,20 @@ class CoalescingWrites:
         self._transport.close()
 
     def abort(self) -> None:
-        self._held.clear()
+        self._held = None
         self._transport.abort()
 
     def __getattr__(self, name: str):
         return getattr(self._transport, name)
 
 
-class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol writing through `CoalescingWrites` (pass as Config(http=))."""
+class HeadWithBodyProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol writing through `HeadWithBody` (pass as Config(http=))."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self.transport = CoalescingWrites(transport, self.loop)  # type: ignore[assignment]
+        self.transport = HeadWithBody(transport, self.loop)  # type: ignore[assignment]
+
+    def on_headers_complete(self) -> None:
+        self.transport.hold_next()  # the next write is this request's response head
+        super().on_headers_complete()
