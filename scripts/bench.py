@@ -338,8 +338,9 @@ def start_server(gguf: str | None, threads: int, extra: tuple[str, ...] = (),
     return proc, f"http://127.0.0.1:{port}"
 
 
-TTFT_PAIRS_PER_REPEAT = 20  # the effect is ~2 ms and single trials here move by ±10 ms: a
-# median of 60 paired differences is still uncertain by ~2 ms, so --repeats buys TTFT pairs too
+SAME_PROMPT = [{"role": "user", "content": "Say hello."}]
+TTFT_PAIRS_PER_REPEAT = 60  # the effect is ~2 ms and paired differences here spread over
+# ~9 ms (IQR): a median of 100 of them is uncertain by ~1 ms, of 300 by ~0.5 ms
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -359,6 +360,11 @@ def upstream_overhead(gguf: str, threads: int, repeats: int = REPEATS,
     holds only the idle embedded default) forwards to it. Direct and gateway trials alternate
     (which goes first alternates too) and never overlap; TTFT pairs (TTFT_PAIRS_PER_REPEAT per
     repeat) use a 4-token answer, decode pairs DECODE_TOKENS.
+
+    TTFT pairs send the same request every time (no nonce), so the upstream answers from its
+    prompt cache: its own time is then ~30 ms and steady instead of a ~20-token prefill that
+    moves by ±10 ms, and the difference left is the gateway's. (With a fresh prompt each time the
+    median of 100 differences was still uncertain by ±2 ms.)
 
     `upstream_cpus`: the upstream runs on these CPUs, the gateway and this client on the others,
     as when the upstream is a machine of its own; otherwise all share every CPU, and each chunk
@@ -388,7 +394,7 @@ def upstream_overhead(gguf: str, threads: int, repeats: int = REPEATS,
         for i in range(pairs):
             for name in list(sides)[::1 if i % 2 else -1]:
                 time.sleep(SETTLE / 5)
-                ttft[name].append(sides[name].stream(messages("Say hello."), 4)["ttft_ms"])
+                ttft[name].append(sides[name].stream(SAME_PROMPT, 4)["ttft_ms"])
         decode: dict = {"direct": [], "gateway": []}
         gateway_cpu: list[float] = []  # the gateway's CPU seconds per token it forwarded
         for i in range(repeats):
