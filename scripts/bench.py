@@ -7,6 +7,7 @@
     .venv/bin/python scripts/bench.py --json bench-results.json
     .venv/bin/python scripts/bench.py --upstream       # gateway → upstream vs direct (serve --upstream)
     .venv/bin/python scripts/bench.py --upstream --upstream-cpus 0 --threads 1   # upstream on CPU 0 only
+    .venv/bin/python scripts/bench.py --upstream --synthetic   # the gateway's own cost (no model)
     .venv/bin/python scripts/bench.py --chat-app       # only: the chat app attached vs. not
 
 Cases (issue 10): time to first token (TTFT) and decode tok/s of one stream after a short and after
@@ -352,8 +353,27 @@ def cpu_seconds(pid: int) -> float | None:
         return None
 
 
+def start_synthetic_upstream(cpus: set[int] | None = None) -> tuple[subprocess.Popen, str]:
+    """scripts/synthetic_upstream.py on a free port: an upstream with no model."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "synthetic_upstream.py"),
+                             str(port), "--interval", str(SYNTHETIC_INTERVAL)],
+                            stdout=subprocess.PIPE, text=True,
+                            preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus))
+    if "ready" not in (proc.stdout.readline() or ""):
+        proc.kill()
+        sys.exit("bench: the synthetic upstream did not start")
+    return proc, f"http://127.0.0.1:{port}"
+
+
+SYNTHETIC_INTERVAL = 0.01  # seconds between the synthetic upstream's chunks (100 "tok/s")
+
+
 def upstream_overhead(gguf: str, threads: int, repeats: int = REPEATS,
-                      upstream_cpus: set[int] | None = None) -> dict:
+                      upstream_cpus: set[int] | None = None, synthetic: bool = False) -> dict:
     """TTFT and decode tok/s through a gateway (`serve --upstream`) vs straight to its upstream.
 
     Two localgw servers: the upstream decodes the model; the gateway (its own empty home, so it
@@ -369,6 +389,10 @@ def upstream_overhead(gguf: str, threads: int, repeats: int = REPEATS,
     `upstream_cpus`: the upstream runs on these CPUs, the gateway and this client on the others,
     as when the upstream is a machine of its own; otherwise all share every CPU, and each chunk
     the gateway forwards takes CPU from the decode it measures.
+
+    `synthetic`: the upstream is scripts/synthetic_upstream.py (no model: its first token at once,
+    the next ones SYNTHETIC_INTERVAL apart), so the difference is the gateway's own work alone,
+    without the waits for a core that a decoding upstream on the same machine adds.
     """
     import tempfile
 
@@ -378,13 +402,16 @@ def upstream_overhead(gguf: str, threads: int, repeats: int = REPEATS,
         if not others:
             sys.exit("bench: --upstream-cpus must leave a CPU for the gateway and the client")
         os.sched_setaffinity(0, others)
-    up_proc, up_url = start_server(gguf, threads, cpus=upstream_cpus)
+    if synthetic:
+        up_proc, up_url = start_synthetic_upstream(upstream_cpus)
+    else:
+        up_proc, up_url = start_server(gguf, threads, cpus=upstream_cpus)
     home = tempfile.mkdtemp(prefix="localgw-bench-gateway-")
     gw_proc = None
     try:
         gw_proc, gw_url = start_server(None, threads, ("--upstream", f"up={up_url}"),
                                        env={"LOCALGW_HOME": home}, cpus=others)
-        model = Path(gguf).stem
+        model = "synthetic" if synthetic else Path(gguf).stem
         sides = {"direct": ServerSide("direct", up_url, model),
                  "gateway": ServerSide("gateway", gw_url, model)}
         for side in sides.values():
@@ -423,6 +450,7 @@ def upstream_overhead(gguf: str, threads: int, repeats: int = REPEATS,
     out["gateway_cpu_us_per_token"] = statistics.median(gateway_cpu) * 1e6 if gateway_cpu else None
     out["pairs"] = {"ttft": pairs, "decode": repeats, "decode_tokens": DECODE_TOKENS}
     out["upstream_cpus"] = sorted(upstream_cpus) if upstream_cpus else None
+    out["synthetic"] = synthetic
     return out
 
 
@@ -471,6 +499,9 @@ def main() -> None:
     ap.add_argument("--upstream-cpus", metavar="LIST",
                     help="with --upstream: run the upstream on these CPUs (e.g. 0 or 0,1) and the "
                          "gateway and client on the others, as if the upstream were another machine")
+    ap.add_argument("--synthetic", action="store_true",
+                    help="with --upstream: the upstream is scripts/synthetic_upstream.py (no model), "
+                         "so the difference measured is the gateway's own work")
     ap.add_argument("--chat-app", action="store_true",
                     help="only: decode tok/s of a long answer with the chat app attached vs. without")
     args = ap.parse_args()
@@ -479,8 +510,9 @@ def main() -> None:
     if args.upstream:
         cpus = {int(c) for c in args.upstream_cpus.split(",")} if args.upstream_cpus else None
         results = {"model": model, "threads": args.threads, "cpus": os.cpu_count(),
-                   "upstream": upstream_overhead(gguf, args.threads, args.repeats, cpus)}
-        report_upstream(model, results["upstream"])
+                   "upstream": upstream_overhead(gguf, args.threads, args.repeats, cpus,
+                                                 synthetic=args.synthetic)}
+        report_upstream("synthetic upstream" if args.synthetic else model, results["upstream"])
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2))
         return
