@@ -70,16 +70,21 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        if not self.active:  # nothing is asked of an idle connection: it cannot be trusted now
+        if not self.active or self.complete:
+            # bytes nobody asked for (on an idle connection, or after a whole response): the
+            # connection cannot be trusted now; a response already read is kept
             self.closed = True
             self.transport.abort()
             return
         self.received = True
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(httpx.RemoteProtocolError(f"the upstream's answer is not HTTP/1.1 ({exc})"))
+        except httptools.HttpParserError as exc:  # (or on_message_begin's refusal, below)
+            if not self.complete:
+                self._fail(httpx.RemoteProtocolError(f"the upstream's answer is not HTTP/1.1 ({exc})"))
+            self.closed = True
             self.transport.abort()
+            self._wake()
             return
         if len(self.body) > HIGH_WATER and not self.paused:
             self.paused = True
@@ -105,6 +110,10 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        if self.complete:  # a second answer to one request: stop parsing, drop the connection
+            raise _Unsolicited()
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
@@ -165,6 +174,10 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.abort()
+
+
+class _Unsolicited(Exception):
+    """Raised from a parser callback (httptools turns it into HttpParserCallbackError)."""
 
 
 def _time_out(waiter: asyncio.Future, what: str) -> None:

@@ -199,3 +199,15 @@ async def test_a_forwarded_request_carries_its_key_and_id_and_no_cookie(monkeypa
         assert b"content-type: application/json" in head and b"cookie:" not in head
     assert b"accept: text/event-stream" in first and b"x-request-id: req_abc" in first
     assert b"accept: application/json" in second and b"x-request-id" not in second
+
+
+async def test_bytes_after_a_whole_response_drop_the_connection_not_the_response():
+    async def ok_then_junk(reader, writer, head, body):
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokJUNK")
+
+    async with Server(ok_then_junk) as server, client(server.url) as c:
+        for _ in range(2):
+            async with c.stream("POST", "junk", content=b"x") as resp:
+                await asyncio.sleep(0.05)  # the junk arrives before the body is read
+                assert await resp.aread() == b"ok"
+        assert server.connections == 2  # the first connection was not reused
