@@ -313,13 +313,17 @@ def report_chat_app(r: dict) -> None:
     Console().print(t)
 
 
-def start_server(gguf: str | None, threads: int, extra: tuple[str, ...] = (),
-                 env: dict | None = None, cpus: set[int] | None = None
-                 ) -> tuple[subprocess.Popen, str]:
+def free_port() -> int:
     import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+def start_server(gguf: str | None, threads: int, extra: tuple[str, ...] = (),
+                 env: dict | None = None, cpus: set[int] | None = None
+                 ) -> tuple[subprocess.Popen, str]:
+    port = free_port()
     model = ["--model", gguf] if gguf else []
     proc = subprocess.Popen([sys.executable, "-m", "localgw", "serve", *model, "--port",
                              str(port), "--threads", str(threads), *extra], cwd=ROOT,
@@ -355,10 +359,7 @@ def cpu_seconds(pid: int) -> float | None:
 
 def start_synthetic_upstream(cpus: set[int] | None = None) -> tuple[subprocess.Popen, str]:
     """scripts/synthetic_upstream.py on a free port: an upstream with no model."""
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "synthetic_upstream.py"),
                              str(port), "--interval", str(SYNTHETIC_INTERVAL)],
                             stdout=subprocess.PIPE, text=True,

@@ -44,13 +44,15 @@ class _Connection(asyncio.Protocol):
         self.key = key
         self.transport: asyncio.Transport | None = None
         self.closed = False          # the socket is gone (or going)
-        self.lost: Exception | None = None
         self.reused = False
         self.idle_since = 0.0
         self.active = False          # a request was sent and its response is not done
-        self._reset()
+        self.complete = False
+        self.waiter: asyncio.Future | None = None
 
-    def _reset(self) -> None:
+    def begin(self) -> None:
+        """A request is about to be sent: a fresh parser and response state."""
+        self.active = True
         self.parser = httptools.HttpResponseParser(self)
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
@@ -96,7 +98,6 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.lost = exc
         if self.active and not self.complete and self.error is None:
             if not self.head_done:
                 self._fail(httpx.RemoteProtocolError(
@@ -190,6 +191,7 @@ class _Body(httpx.AsyncByteStream):
 
     def __init__(self, transport: PlainHTTPTransport, conn: _Connection, timeout: float | None):
         self.transport, self.conn, self.timeout = transport, conn, timeout
+        self.late = f"no data from the upstream within {timeout}s"
         self.done = False
 
     async def __aiter__(self):
@@ -202,7 +204,7 @@ class _Body(httpx.AsyncByteStream):
                 raise conn.error
             if conn.complete:
                 return
-            await conn.wait(self.timeout, f"no data from the upstream within {self.timeout}s")
+            await conn.wait(self.timeout, self.late)
 
     async def aclose(self) -> None:
         if not self.done:
@@ -233,17 +235,17 @@ class PlainHTTPTransport(httpx.AsyncBaseTransport):
         head += [b"%s: %s\r\n" % (name, value) for name, value in request.headers.raw]
         head.append(b"\r\n")
         data = b"".join(head) + body
+        read = timeouts.get("read")
+        late = f"no answer from the upstream within {read}s"
         for attempt in (0, 1):
             conn = await self._connection(key, timeouts.get("connect"))
-            conn.active = True
-            conn._reset()
+            conn.begin()
             conn.transport.write(data)
             try:
                 while not conn.head_done:
                     if conn.error is not None:
                         raise conn.error
-                    await conn.wait(timeouts.get("read"),
-                                    f"no answer from the upstream within {timeouts.get('read')}s")
+                    await conn.wait(read, late)
             except httpx.RemoteProtocolError:
                 self._finished(conn)
                 if attempt == 0 and conn.reused and not conn.received:
@@ -254,7 +256,7 @@ class PlainHTTPTransport(httpx.AsyncBaseTransport):
                 raise
             return httpx.Response(
                 conn.status, headers=conn.headers,
-                stream=_Body(self, conn, timeouts.get("read")), request=request,
+                stream=_Body(self, conn, read), request=request,
                 extensions={"http_version": b"HTTP/1.1"})
         raise AssertionError("unreachable")
 
@@ -310,9 +312,9 @@ class PlainHTTPTransport(httpx.AsyncBaseTransport):
 
     def _finished(self, conn: _Connection) -> None:
         """The response on `conn` is over (read or not): keep the connection or drop it."""
-        keep = (conn.complete and conn.error is None and not conn.closed and not self.closed
-                and conn.keep_alive
-                and len(self.idle.get(conn.key, ())) < (self.max_idle if self.max_idle is not None else 1 << 30))
+        keep = (conn.complete and conn.keep_alive and conn.error is None and not conn.closed
+                and not self.closed
+                and (self.max_idle is None or len(self.idle.get(conn.key, ())) < self.max_idle))
         conn.active = False
         conn.waiter = None
         if keep:
