@@ -22,10 +22,15 @@ Design (issue 10, "the engine, second generation"):
   (0.61-0.69 ms a token instead of 1.10-1.15 for SmolLM2's defaults in the server here; on a GPU
   a step of four streams took 3.9 ms, so per-token CPU matters there most).
 - Slot choice by prefix: a new request takes the idle slot whose cached tokens share the longest
-  prefix with its prompt. A longer prefix held by any other slot (busy or idle) is shared with
-  `llama_memory_seq_cp` (the `n` choices of one request share their prompt this way: it is
-  evaluated once). A longer one in the host-RAM prompt cache (engine.prompt_cache) is restored
-  with `llama_state_seq_set_data`. A slot taken over by another conversation is saved there first.
+  prefix with its prompt. A longer prefix held by any other slot (busy or idle) or by an entry of
+  the host-RAM prompt cache (engine.prompt_cache) is copied in when that is cheaper than reading
+  its extra tokens (engine.reuse weighs bytes moved against measured prefill time): another
+  slot's cells by `llama_memory_seq_cp` (a whole-stream copy; a GPU's or a shared pool's choice)
+  or by `llama_state_seq_get_data`/`set_data` through a host buffer (its own cells only: the
+  CPU's choice unless it holds most of its stream), a cache entry by `set_data`. So the `n`
+  choices of one request share their prompt (it is evaluated once), and a new conversation no
+  longer pays a whole-stream copy for the chat template's first few tokens. A slot taken over by
+  another conversation is saved to the prompt cache first.
 - Reproducible seeds: the piece that ends a prompt is decoded on its own with 2 to 63 tokens
   (the last two are re-read even when all of the prompt was cached) and the first token is
   sampled from its last row (`prompt_piece`). llama.cpp computes a lone token by other kernels
@@ -68,6 +73,7 @@ from localgw.chat.stops import StopMatcher
 from localgw.engine.batch import Batch
 from localgw.engine.llamalog import capture_buffers
 from localgw.engine.prompt_cache import PromptCache, as_tokens, common_prefix
+from localgw.engine.reuse import Rates, Source, choose as choose_source
 from localgw.engine.sampling import Sampler
 from localgw.engine.threads import default_threads
 from localgw.engine.types import (ChoiceDone, Event, JobFailed, LoadOptions, PromptDone,
@@ -81,6 +87,7 @@ PREFILL_CHUNK_WHILE_DECODING = 128  # prompt tokens per step while other slots s
 MIN_SAVE_TOKENS = 32                # a slot holding fewer tokens is not worth saving
 FINAL_PIECE_MAX = 63                # rows of a prompt's last piece (see prompt_piece)
 SLOT_SIMILARITY = 0.5               # share of a prompt a slot must hold to be chosen for it
+MAX_SCRATCH = 64 << 20              # bytes of the donor copy buffer kept between copies
 _backend_ready = False
 _FLASH_ATTN_NAMES = {llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO: "auto",
                      llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED: "off",
@@ -242,6 +249,8 @@ class LlamaRunner:
         # donor, and neither end is reassigned (a source may feed several copies)
         self._copy_to: set[int] = set()
         self._copy_from: set[int] = set()
+        self.rates = Rates(on_gpu=self.n_gpu_layers != 0 and gpu_offload_supported())
+        self._scratch = bytearray()  # a donor's cells on their way to another slot (see reuse)
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._waiting: deque[_Job] = deque()  # taken off the queue, not all choices admitted
         self._queued = 0
@@ -482,31 +491,32 @@ class LlamaRunner:
         entry, from_cache = self.cache.best(prompt) if self.cache.enabled else (None, 0)
         from_cache = min(from_cache, limit)
         self._save(slot, keep=reuse)
-        if donor is not None and own[id(donor)] > max(reuse, from_cache):
-            reuse = own[id(donor)]
-            # across KV streams llama.cpp copies a whole stream (on the next decode); then trim
-            llama_cpp.llama_memory_seq_cp(self._mem, donor.seq, slot.seq, -1, -1)
-            self._copy_from.add(donor.seq)
-            self._copy_to.add(slot.seq)
-            self._seq_rm(slot.seq, reuse)
-            slot.tokens = list(prompt[:reuse])
-        elif entry is not None and from_cache > reuse:
-            self._seq_rm(slot.seq, 0)
-            data = (ctypes.c_uint8 * len(entry.data)).from_buffer(entry.data)  # no copy
-            if llama_cpp.llama_state_seq_set_data(self._ctx.ctx, data, len(entry.data), slot.seq):
-                reuse = from_cache
-                self._seq_rm(slot.seq, reuse)
-                slot.tokens = list(prompt[:reuse])
-                self.cache.stats.hits += 1
-                self.cache.touch(entry)
-            else:
-                self._seq_rm(slot.seq, 0)
-                reuse, slot.tokens = 0, []
-        else:
+        source = choose_source(reuse, self._sources(reuse, donor, own, entry, from_cache),
+                              self.rates.prefill_s_per_token)
+        if source is None:
             if self.cache.enabled and limit >= MIN_SAVE_TOKENS:
                 self.cache.stats.misses += 1
             self._seq_rm(slot.seq, reuse)
             slot.tokens = slot.tokens[:reuse]
+        elif source.kind == "stream":
+            # across KV streams llama.cpp copies a whole stream (on the next decode); then trim
+            llama_cpp.llama_memory_seq_cp(self._mem, donor.seq, slot.seq, -1, -1)
+            self._copy_from.add(donor.seq)
+            self._copy_to.add(slot.seq)
+            reuse = source.tokens
+            self._seq_rm(slot.seq, reuse)
+            slot.tokens = list(prompt[:reuse])
+        else:
+            if source.kind == "state":
+                data = self._state_of(donor.seq)
+            else:
+                data = (ctypes.c_uint8 * len(entry.data)).from_buffer(entry.data)  # no copy
+            reuse = source.tokens if data is not None and self._set_state(slot.seq, data) else 0
+            self._seq_rm(slot.seq, reuse)
+            slot.tokens = list(prompt[:reuse])
+            if source.kind == "cache" and reuse:
+                self.cache.stats.hits += 1
+                self.cache.touch(entry)
         index = job.admitted
         job.admitted += 1
         params = job.params
@@ -531,6 +541,45 @@ class LlamaRunner:
         empty = [s for s in idle if not s.tokens]
         return empty[0] if empty else min(idle, key=lambda s: s.last_used)
 
+    def _sources(self, reuse: int, donor: _Slot | None, own: dict, entry,
+                 from_cache: int) -> list[Source]:
+        """Where more of the prompt than the slot's own `reuse` tokens could come from, each
+        with what moving it costs."""
+        sources = []
+        if donor is not None and own[id(donor)] > reuse:
+            tokens = own[id(donor)]
+            if self.kv_unified:  # one pool: the copy only marks the donor's cells as shared
+                sources.append(Source("stream", tokens, 0, 1.0))
+            else:
+                size = llama_cpp.llama_state_seq_get_size(self._ctx.ctx, donor.seq)
+                stream = size * self.n_ctx // max(len(donor.tokens), 1)  # every cell, all layers
+                sources.append(Source("stream", tokens, stream, self.rates.stream_bytes_per_s))
+                sources.append(Source("state", tokens, 2 * size, self.rates.host_bytes_per_s))
+        if entry is not None and from_cache > reuse:
+            sources.append(Source("cache", from_cache, len(entry.data), self.rates.host_bytes_per_s))
+        return sources
+
+    def _state_of(self, seq: int):
+        """The cells of sequence `seq`, copied out to a host buffer kept for the next copy."""
+        size = llama_cpp.llama_state_seq_get_size(self._ctx.ctx, seq)
+        if len(self._scratch) < size:
+            self._scratch = bytearray(size)  # faulting fresh pages in costs more than the copy
+        data = (ctypes.c_uint8 * size).from_buffer(self._scratch)
+        started = time.perf_counter()
+        written = llama_cpp.llama_state_seq_get_data(self._ctx.ctx, data, size, seq)
+        self.rates.copied(written, time.perf_counter() - started)
+        return (ctypes.c_uint8 * written).from_buffer(self._scratch) if written else None
+
+    def _set_state(self, seq: int, data) -> bool:
+        """Replace sequence `seq`'s cells with a state from `llama_state_seq_get_data`."""
+        self._seq_rm(seq, 0)
+        started = time.perf_counter()
+        ok = bool(llama_cpp.llama_state_seq_set_data(self._ctx.ctx, data, len(data), seq))
+        self.rates.copied(len(data), time.perf_counter() - started)
+        if len(self._scratch) > MAX_SCRATCH:
+            self._scratch = bytearray()
+        return ok
+
     def _save(self, slot: _Slot, keep: int) -> None:
         """Before a slot is cut back to `keep` tokens for another conversation, keep its
         sequence in the prompt cache (unless it holds little, or the cache has it already)."""
@@ -543,7 +592,9 @@ class LlamaRunner:
         if not size or size > self.cache.capacity:
             return
         buf = (ctypes.c_uint8 * size)()
+        started = time.perf_counter()
         written = llama_cpp.llama_state_seq_get_data(self._ctx.ctx, buf, size, slot.seq)
+        self.rates.copied(written, time.perf_counter() - started)
         if written:  # kept in llama.cpp's own buffer: a second copy cost ~4 ms per 250 tokens here
             self.cache.put(tokens, memoryview(buf)[:written])
 
@@ -574,8 +625,12 @@ class LlamaRunner:
             part = task.job.prompt[done:done + n]
             self._batch.clear()
             task.out_index = self._batch.add(part, done, slot.seq, final)
+            timed = not self._copy_to  # a pending stream copy would run inside this decode
+            started = time.perf_counter()
             if not self._decode_or_make_room([task], events):
                 continue
+            if timed:
+                self.rates.prefilled(n, time.perf_counter() - started)
             slot.tokens.extend(int(x) for x in part)
             self.prompt_tokens_evaluated += n
             if final:

@@ -107,6 +107,19 @@ def test_n_choices_share_one_prompt_evaluation(slots4):
     assert resp["usage"]["completion_tokens"] == 24
 
 
+def test_cells_copied_from_another_slot_give_the_same_tokens_as_reading_the_prompt(slots4):
+    content = f"[{secrets.token_hex(6)}] " + "List the planets and one fact about each. " * 12
+    body = {"model": MODEL_ID, "messages": user(content), "max_tokens": 16, "temperature": 0,
+            "logit_bias": EOS_BAN}
+    cold = httpx.post(slots4.url + "/v1/chat/completions", json=body, timeout=120).json()
+    # the second choice takes its prompt from the first's slot (engine.reuse: the slot's own
+    # cells through a host buffer on the CPU), not by reading it again
+    both = httpx.post(slots4.url + "/v1/chat/completions", json=dict(body, n=2), timeout=120).json()
+    texts = [c["message"]["content"] for c in both["choices"]]
+    assert len(cold["choices"][0]["message"]["content"]) > 10
+    assert texts == [cold["choices"][0]["message"]["content"]] * 2
+
+
 def test_same_seed_same_text_from_a_cold_prompt(slots4):
     for _ in range(3):
         msgs = user(f"[{secrets.token_hex(4)}] Invent a name for a ship.")
