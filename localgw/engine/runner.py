@@ -563,7 +563,11 @@ class LlamaRunner:
         """The cells of sequence `seq`, copied out to a host buffer kept for the next copy."""
         size = llama_cpp.llama_state_seq_get_size(self._ctx.ctx, seq)
         if len(self._scratch) < size:
-            self._scratch = bytearray(size)  # faulting fresh pages in costs more than the copy
+            self._scratch = bytearray()
+            try:
+                self._scratch = bytearray(size)  # faulting fresh pages in costs more than the copy
+            except MemoryError:
+                return None  # the prompt is read instead
         data = (ctypes.c_uint8 * size).from_buffer(self._scratch)
         started = time.perf_counter()
         written = llama_cpp.llama_state_seq_get_data(self._ctx.ctx, data, size, seq)
