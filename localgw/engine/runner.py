@@ -629,11 +629,16 @@ class LlamaRunner:
             part = task.job.prompt[done:done + n]
             self._batch.clear()
             task.out_index = self._batch.add(part, done, slot.seq, final)
-            timed = not self._copy_to  # a pending stream copy would run inside this decode
+            # prefill speed for engine.reuse: not when a pending stream copy runs inside this
+            # decode, and on a GPU (where decode returns before the work is done) only for a
+            # prompt's last piece, whose logits are waited for next anyway
+            timed = not self._copy_to and (final or not self.rates.on_gpu)
             started = time.perf_counter()
             if not self._decode_or_make_room([task], events):
                 continue
             if timed:
+                if self.rates.on_gpu:
+                    llama_cpp.llama_synchronize(self._ctx.ctx)
                 self.rates.prefilled(n, time.perf_counter() - started)
             slot.tokens.extend(int(x) for x in part)
             self.prompt_tokens_evaluated += n
