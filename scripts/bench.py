@@ -357,6 +357,9 @@ def cpu_seconds(pid: int) -> float | None:
         return None
 
 
+SYNTHETIC_INTERVAL = 0.01  # seconds between the synthetic upstream's chunks (100 "tok/s")
+
+
 def start_synthetic_upstream(cpus: set[int] | None = None) -> tuple[subprocess.Popen, str]:
     """scripts/synthetic_upstream.py on a free port: an upstream with no model."""
     port = free_port()
@@ -368,9 +371,6 @@ def start_synthetic_upstream(cpus: set[int] | None = None) -> tuple[subprocess.P
         proc.kill()
         sys.exit("bench: the synthetic upstream did not start")
     return proc, f"http://127.0.0.1:{port}"
-
-
-SYNTHETIC_INTERVAL = 0.01  # seconds between the synthetic upstream's chunks (100 "tok/s")
 
 
 def upstream_overhead(gguf: str, threads: int, repeats: int = REPEATS,

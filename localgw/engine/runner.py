@@ -508,7 +508,7 @@ class LlamaRunner:
             slot.tokens = list(prompt[:reuse])
         else:
             if source.kind == "state":
-                data = self._state_of(donor.seq)
+                data = self._state_of(donor.seq, source.bytes_moved // 2)  # out, then in
             else:
                 data = (ctypes.c_uint8 * len(entry.data)).from_buffer(entry.data)  # no copy
             reuse = source.tokens if data is not None and self._set_state(slot.seq, data) else 0
@@ -559,20 +559,21 @@ class LlamaRunner:
             sources.append(Source("cache", from_cache, len(entry.data), self.rates.host_bytes_per_s))
         return sources
 
-    def _state_of(self, seq: int):
-        """The cells of sequence `seq`, copied out to a host buffer kept for the next copy."""
-        size = llama_cpp.llama_state_seq_get_size(self._ctx.ctx, seq)
-        if len(self._scratch) < size:
-            self._scratch = bytearray()
+    def _state_of(self, seq: int, size: int):
+        """The `size` bytes of sequence `seq`'s cells, copied out to a host buffer (kept for the
+        next copy unless larger than MAX_SCRATCH); None if it could not be had."""
+        buf = self._scratch
+        if len(buf) < size:
             try:
-                self._scratch = bytearray(size)  # faulting fresh pages in costs more than the copy
+                buf = bytearray(size)  # faulting fresh pages in costs more than the copy
             except MemoryError:
                 return None  # the prompt is read instead
-        data = (ctypes.c_uint8 * size).from_buffer(self._scratch)
+            self._scratch = buf if size <= MAX_SCRATCH else self._scratch
+        data = (ctypes.c_uint8 * size).from_buffer(buf)
         started = time.perf_counter()
         written = llama_cpp.llama_state_seq_get_data(self._ctx.ctx, data, size, seq)
         self.rates.copied(written, time.perf_counter() - started)
-        return (ctypes.c_uint8 * written).from_buffer(self._scratch) if written else None
+        return (ctypes.c_uint8 * written).from_buffer(buf) if written else None
 
     def _set_state(self, seq: int, data) -> bool:
         """Replace sequence `seq`'s cells with a state from `llama_state_seq_get_data`."""
@@ -580,8 +581,6 @@ class LlamaRunner:
         started = time.perf_counter()
         ok = bool(llama_cpp.llama_state_seq_set_data(self._ctx.ctx, data, len(data), seq))
         self.rates.copied(len(data), time.perf_counter() - started)
-        if len(self._scratch) > MAX_SCRATCH:
-            self._scratch = bytearray()
         return ok
 
     def _save(self, slot: _Slot, keep: int) -> None:
