@@ -51,6 +51,14 @@ class NotFound(LocalgwError):
     code = "not_found"
 
 
+class Forbidden(LocalgwError):
+    """Refused before reading: a Host that is not this server's, or an Origin not allowed."""
+
+    status = 403
+    type = "permission_error"
+    code = "forbidden"
+
+
 class MethodNotAllowed(LocalgwError):
     status = 405
     type = "invalid_request_error"
@@ -61,6 +69,12 @@ class RequestTooLarge(LocalgwError):
     status = 413
     type = "invalid_request_error"
     code = "request_too_large"
+
+
+class UnsupportedMediaType(LocalgwError):
+    status = 415
+    type = "invalid_request_error"
+    code = "unsupported_media_type"
 
 
 class QueueFull(LocalgwError):

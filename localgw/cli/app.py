@@ -154,6 +154,13 @@ def serve(
     chat_template: Optional[Path] = typer.Option(None, "--chat-template",
                                                  help="Jinja file overriding the models' templates"),
     insecure: bool = typer.Option(False, "--insecure", help="allow a non-loopback bind without a key"),
+    allowed_hosts: list[str] = typer.Option([], "--allowed-hosts", metavar="NAME,…",
+                                            help="Host names to serve beyond this machine's own "
+                                                 "(*.example.com wildcards; * for any; README: "
+                                                 "Browsers)"),
+    cors_origins: list[str] = typer.Option([], "--cors-origins", metavar="ORIGIN,…",
+                                           help="web pages (https://app.example.com) that may call "
+                                                "the API, beyond this machine's own; * for any"),
     reasoning_field: str = typer.Option("both", "--reasoning-field",
                                         help="where thinking goes: reasoning_content, reasoning or both"),
     limit: list[str] = typer.Option([], "--limit", metavar="NAME=N",
@@ -187,6 +194,7 @@ def serve(
         host=host or os.environ.get("LOCALGW_HOST", "127.0.0.1"),
         port=port if port is not None else int(os.environ.get("LOCALGW_PORT", "8000")),
         models=model, api_key=api_key or None, insecure=insecure,
+        allowed_hosts=_comma_list(allowed_hosts), cors_origins=_comma_list(cors_origins),
         load=LoadOptions(n_ctx=ctx, n_threads=threads, n_gpu_layers=gpu_layers, max_queue=max_queue,
                          n_parallel=parallel, cache_ram=_cache_ram(cache_ram),
                          flash_attn=_flash_attn(flash_attn), kv_unified=kv_unified),
@@ -196,6 +204,11 @@ def serve(
         limits=_limits(limit),
         upstreams=upstreams.load(upstream, config.home()))
     run_server(settings)
+
+
+def _comma_list(values: list[str]) -> list[str]:
+    """A repeatable option whose values may also be comma-separated lists."""
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]
 
 
 def _flash_attn(value: str) -> bool | None:

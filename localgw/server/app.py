@@ -18,7 +18,8 @@ from localgw.server import protocol_routes, routes
 from localgw.server.errors import handle_http_exception, handle_localgw_error, handle_unexpected
 from localgw.server.limits import PreparePool
 from localgw.server.metrics import Metrics, MetricsMiddleware
-from localgw.server.middleware import APIKeyMiddleware, BodyLimitMiddleware, RequestIDMiddleware
+from localgw.server.middleware import (LOCAL_ORIGINS, APIKeyMiddleware, BodyLimitMiddleware,
+                                      BrowserGuard, HostPolicy, OriginPolicy, RequestIDMiddleware)
 from localgw.server.openapi import openapi_route
 from localgw.server.settings import ServerSettings
 from localgw.server.streaming import ClientGone
@@ -26,8 +27,6 @@ from localgw.store import ModelStore
 from localgw.upstreams.registry import UpstreamRegistry
 
 log = logging.getLogger("localgw.server")
-
-LOCAL_ORIGINS = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
 
 
 def create_app(settings: ServerSettings, manager: ModelManager | None = None) -> Starlette:
@@ -65,6 +64,9 @@ def create_app(settings: ServerSettings, manager: ModelManager | None = None) ->
         middleware=[
             Middleware(RequestIDMiddleware),
             Middleware(MetricsMiddleware, metrics_getter=lambda: state.get("metrics")),
+            Middleware(BrowserGuard, hosts=HostPolicy.for_bind(settings.is_loopback,
+                                                               settings.allowed_hosts),
+                       origins=OriginPolicy(frozenset(settings.cors_origins))),
             Middleware(CORSMiddleware, allow_origin_regex=LOCAL_ORIGINS,
                        allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "OPTIONS"],
                        allow_headers=["*"], expose_headers=["X-Request-ID"]),

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import re
 import secrets
+import socket
+from dataclasses import dataclass
 
-from localgw.errors import AuthenticationError, RequestTooLarge
+from localgw.errors import (AuthenticationError, Forbidden, RequestTooLarge,
+                            UnsupportedMediaType)
 from localgw.server.errors import error_response
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -92,3 +96,117 @@ class APIKeyMiddleware:
             err = AuthenticationError("missing or invalid API key")
             return await error_response(err, scope["path"])(scope, receive, send)
         await self.app(scope, receive, send)
+
+
+# ---- browser safety ------------------------------------------------------------------------
+# A server on loopback is reachable from every page the user's browser opens. Three doors are
+# closed here, before the key check (they hold with or without a key):
+# - DNS rebinding: a page on rebind.evil whose name later resolves to 127.0.0.1 sends requests
+#   with `Host: rebind.evil` and, being same-origin to itself, reads the answers. Only requests
+#   whose Host is one of this server's own names are served.
+# - Cross-site requests: a page's `fetch` carries its `Origin`; one that is not allowed is
+#   refused outright (CORS alone only hides the answer, the request would still run).
+# - "Simple" cross-site POSTs (text/plain, form bodies) need no CORS preflight: a POST must say
+#   its body is JSON, which a browser only sends cross-site after a preflight.
+
+LOCAL_ORIGINS = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
+
+
+def _host_name(value: str) -> str:
+    """The name in a Host header, without its port, lower case, without a trailing dot."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        name = value[1:value.find("]")] if "]" in value else value[1:]
+    elif value.count(":") == 1:
+        name = value.split(":", 1)[0]
+    else:
+        name = value
+    return name.rstrip(".")
+
+
+@dataclass(frozen=True)
+class HostPolicy:
+    """Which Host names are this server's own.
+
+    Bound to loopback: `localhost`, `*.localhost` and loopback addresses. Bound to another address:
+    also any IP address (an address cannot be rebound), this machine's host name and `*.local`.
+    `extra` (`serve --allowed-hosts`) adds names, `*.example.com` wildcards, or `*` for any.
+    """
+
+    names: frozenset[str]
+    suffixes: tuple[str, ...]
+    any_address: bool = False
+    any_host: bool = False
+
+    @classmethod
+    def for_bind(cls, loopback: bool, extra: list[str] | tuple[str, ...] = ()) -> "HostPolicy":
+        names, suffixes = {"localhost"}, [".localhost"]
+        if not loopback:
+            hostname = socket.gethostname().lower()
+            names |= {hostname, hostname.split(".")[0]}
+            suffixes.append(".local")
+        for item in extra:
+            item = item.strip().lower()
+            if item.startswith("*."):
+                suffixes.append(item[1:])
+            elif item:
+                names.add(_host_name(item))
+        return cls(frozenset(names), tuple(suffixes), any_address=not loopback,
+                   any_host="*" in names)
+
+    def allows(self, host: str | None) -> bool:
+        if self.any_host or not host:  # no Host at all: not a browser (HTTP/1.0 clients)
+            return True
+        name = _host_name(host)
+        if name in self.names or name.endswith(self.suffixes):
+            return True
+        try:
+            address = ipaddress.ip_address(name)
+        except ValueError:
+            return False
+        return self.any_address or address.is_loopback
+
+
+@dataclass(frozen=True)
+class OriginPolicy:
+    """Origins whose pages may call the API: this machine's own (loopback) pages, and those
+    named with `serve --cors-origins` (`*` for any)."""
+
+    extra: frozenset[str] = frozenset()
+
+    def allows(self, origin: str) -> bool:
+        return ("*" in self.extra or origin in self.extra
+                or re.fullmatch(LOCAL_ORIGINS, origin) is not None)
+
+
+def _is_json(content_type: str | None) -> bool:
+    return (content_type or "").split(";")[0].strip().lower() == "application/json"
+
+
+class BrowserGuard:
+    """403 for a foreign Host or a disallowed Origin; 415 for a POST whose body is not JSON."""
+
+    def __init__(self, app, hosts: HostPolicy, origins: OriginPolicy):
+        self.app, self.hosts, self.origins = app, hosts, origins
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        error = self.refusal(scope)
+        if error is not None:
+            return await error_response(error, scope["path"])(scope, receive, send)
+        await self.app(scope, receive, send)
+
+    def refusal(self, scope) -> Forbidden | UnsupportedMediaType | None:
+        host = _header(scope, b"host")
+        if not self.hosts.allows(host):
+            return Forbidden(f"Host {host!r} is not a name of this server (a page trying DNS "
+                             "rebinding, or a name to add with serve --allowed-hosts)")
+        origin = _header(scope, b"origin")
+        if origin is not None and not self.origins.allows(origin):
+            return Forbidden(f"requests from pages at {origin} are not allowed (serve "
+                             "--cors-origins lets a web app's origin in)")
+        if scope["method"] == "POST" and not _is_json(_header(scope, b"content-type")):
+            return UnsupportedMediaType(
+                "send the body as JSON with the header 'Content-Type: application/json'")
+        return None

@@ -21,7 +21,7 @@ from localgw.chat.responses import ChatChunker, TextChunker, Usage, collect_chat
 from localgw.chat.template import CHATML_TEMPLATE
 from localgw.engine.schema_grammar import JsonSchemaConverter
 from localgw.engine.types import JobFailed, TokenText
-from localgw.errors import InvalidRequest, LocalgwError
+from localgw.errors import LocalgwError
 from localgw.server.limits import (SMALL_BODY, SMALL_PROMPT_CHARS, PreparePool,
                                    bounded_prompt_tokens, check_prompt_chars, check_stop)
 from localgw.server.forwarding import (forward_if_upstream, start_upstream_chat, upstream_model,
@@ -108,14 +108,6 @@ async def metrics(request: Request) -> Response:
     return Response(m.render(), media_type=m.content_type)
 
 
-async def _json_body(request: Request) -> bytes:
-    ctype = request.headers.get("content-type", "")
-    if ctype.split(";")[0].strip().lower() not in ("application/json", ""):
-        raise InvalidRequest(f"unsupported Content-Type {ctype!r}: send the body as JSON with "
-                             "'Content-Type: application/json'")
-    return await request.body()
-
-
 async def client_gone(request: Request, exc: Exception) -> Response:
     """The client left while its request was prepared or waited for its model: no bug, no reader."""
     return Response(status_code=499)
@@ -131,7 +123,7 @@ def _parse_in_thread(model, body: bytes, limits, stop: threading.Event):
 
 async def parse_request(request: Request, model: type):
     """Read and validate the JSON body: a big one off the event loop, dropped if the client leaves."""
-    body = await _json_body(request)
+    body = await request.body()  # a JSON body: middleware.BrowserGuard saw its Content-Type
     limits = request.app.state.settings.limits
     if len(body) < SMALL_BODY:
         return parse_body(model, body, limits)

@@ -23,7 +23,8 @@ class ServerSettings:
     keep_alive: float | None = 300.0  # seconds an idle model stays loaded; None: forever
     load_wait: float = 120.0
     max_body_bytes: int = 16 * 1024 * 1024
-    cors_origins: list[str] = field(default_factory=list)  # beyond localhost
+    cors_origins: list[str] = field(default_factory=list)  # web pages' origins beyond loopback
+    allowed_hosts: list[str] = field(default_factory=list)  # Host names beyond the bind's own
     chat_template: str | None = None  # a template text overriding every model's own
     reasoning_field: str = "both"     # reasoning_content | reasoning | both
     max_output: int = 4096            # tokens a reply may have when its request names no max_tokens

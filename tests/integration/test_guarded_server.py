@@ -40,6 +40,18 @@ def test_right_key_either_header(guarded, headers):
     assert resp.status_code == 200
 
 
+@pytest.mark.parametrize("headers,status", [
+    ({"Host": "rebind.evil"}, 403), ({"Origin": "https://evil.example"}, 403),
+    ({"Content-Type": "text/plain"}, 415)])
+def test_browser_checks_hold_with_a_key_too(guarded, headers, status):
+    auth = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    resp = httpx.post(guarded.url + "/v1/chat/completions", content=b"{}", headers={**auth, **headers})
+    assert resp.status_code == status
+    anonymous = {k: v for k, v in {**auth, **headers}.items() if k != "Authorization"}
+    assert httpx.post(guarded.url + "/v1/chat/completions", content=b"{}",
+                      headers=anonymous).status_code == status
+
+
 def test_health_is_public(guarded):
     assert httpx.get(guarded.url + "/health").json()["status"] == "ok"
 

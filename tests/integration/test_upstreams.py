@@ -277,7 +277,7 @@ async def test_start_chat_runs_an_upstream_model(upstream, direct, tmp_path, mon
     await app.state.upstreams.start()
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://gateway", timeout=60) as c:
+                                     base_url="http://127.0.0.1", timeout=60) as c:
             got = (await c.post("/test/start_chat", json=chat(logit_bias=EOS_BAN))).json()
     finally:
         await app.state.upstreams.close()
