@@ -89,6 +89,14 @@ class ModelLoadError(LocalgwError):
     code = "model_load_failed"
 
 
+class ModelFailed(LocalgwError):
+    """The model's decode loop failed: its requests end with this, and it is reloaded."""
+
+    status = 500
+    type = "server_error"
+    code = "model_failed"
+
+
 class InsufficientMemory(LocalgwError):
     """The model (at this context and offload) does not fit the memory that is free."""
 

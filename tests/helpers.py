@@ -85,3 +85,31 @@ def templated_server(template: str, home: Path, *extra: str) -> ServerProcess:
     speaks ChatML, so ChatML templates such as Qwen's and QwQ's fit it)."""
     return ServerProcess("--model", str(smollm2_path()), "--chat-template",
                          str(DATA / "templates" / template), *extra, home=home)
+
+
+class ThreadServer:
+    """`create_app(settings)` under uvicorn in a thread of the test's own process, so a test can
+    reach inside (fault injection by patching localgw's own code; the app's state)."""
+
+    def __init__(self, settings):
+        import uvicorn
+
+        from localgw.server.app import create_app
+
+        settings.port = free_port()
+        self.url = f"http://127.0.0.1:{settings.port}"
+        self.app = create_app(settings)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=settings.port, log_level="warning",
+                                access_log=False, lifespan="on", log_config=None)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> "ThreadServer":
+        self.thread.start()
+        assert wait_until(lambda: self.server.started or not self.thread.is_alive(), 120)
+        assert self.server.started, "the in-process server did not start"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)

@@ -2,6 +2,16 @@
 
 Models come from the store (re-read on each lookup, so a `pull` shows up without a restart),
 from paths given to `serve --model`, and the embedded default when nothing else is there.
+
+Lifecycle rules:
+- A request pins its model from the moment it asks for it (`acquire`) until it ends
+  (`release`), also while the model is still loading or waiting for room. Only a loaded model
+  that nobody pins and whose runner is idle may be evicted (for room, by keep-alive, or by
+  `keep_alive: 0`); a load that needs room evicts another such model or waits for one. A load
+  whose waiters all gave up stops waiting for room.
+- A runner whose decode loop failed is *broken*: its requests were failed with a 500, it takes
+  no new work, and it is retired — taken out of `loaded` at once (the next request loads the
+  model afresh) and closed when its last holder lets go.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ class Runner(Protocol):
     n_ctx: int
     busy: bool
     queued: int
+    broken: Exception | None  # why its decode loop stopped; None while it works
 
     def close(self) -> None: ...
 
@@ -106,6 +117,8 @@ class ModelManager:
         self.offload_supported = offload_supported or _default_offload
         self.loading: set[str] = set()
         self._loads: dict[str, asyncio.Future] = {}
+        self._pins: dict[str, int] = {}  # model id → requests between acquire and release
+        self._wakers: set[asyncio.Task] = set()
         self._reaper: asyncio.Task | None = None
         self.options = options or LoadOptions()
         self.max_loaded = max(1, max_loaded)
@@ -177,15 +190,34 @@ class ModelManager:
 
     # ---- loading --------------------------------------------------------------------------
     async def acquire(self, model_id: str) -> Loaded:
-        """The loaded model, loading it (and evicting an idle one) first when needed.
+        """The loaded model, loading it (and evicting an unpinned idle one) first when needed.
 
-        The caller must `release` it when its request ends.
+        The model is pinned from this call on; the caller must `release` it when its request
+        ends (on failure here it is unpinned before the error is raised).
         """
         manifest = self.manifest(model_id)
         if self.closing:
             raise ServiceUnavailable("the server is shutting down")
-        entry = self.loaded.get(model_id)
-        if entry is None:
+        self._pins[model_id] = self._pins.get(model_id, 0) + 1
+        try:
+            entry = await self._loaded_entry(manifest)
+        except BaseException:
+            self._unpin(model_id)
+            self._wake()
+            raise
+        entry.active += 1
+        entry.last_used = time.monotonic()
+        return entry
+
+    async def _loaded_entry(self, manifest: Manifest) -> Loaded:
+        model_id = manifest.id
+        while True:
+            entry = self.loaded.get(model_id)
+            if entry is not None and entry.runner.broken is not None:
+                await self._retire(entry)
+                entry = None
+            if entry is not None:
+                return entry
             # One load per model, shared by everyone waiting; a waiter that gives up (or whose
             # client left) does not cancel it, so no half-loaded model is ever leaked.
             task = self._loads.get(model_id)
@@ -196,9 +228,9 @@ class ModelManager:
             except asyncio.TimeoutError:
                 raise ServiceUnavailable(f"{model_id} is still loading after {self.load_wait:.0f}s; "
                                          "retry shortly", headers={"Retry-After": "5"}) from None
-        entry.active += 1
-        entry.last_used = time.monotonic()
-        return entry
+            if entry is not None and self.loaded.get(model_id) is entry:
+                return entry
+            # the load was abandoned (its waiters had gone) or the model broke since: again
 
     async def release(self, entry: Loaded, keep_alive: float | None | str = "default") -> None:
         """The request is done with the model; it stays loaded for its keep-alive."""
@@ -207,16 +239,59 @@ class ModelManager:
         if keep_alive != "default":
             entry.keep_alive = keep_alive
         entry.expires_at = None if entry.keep_alive is None else time.time() + entry.keep_alive
-        if entry.keep_alive == 0 and entry.idle and self.loaded.get(entry.manifest.id) is entry:
-            await self.unload(entry.manifest.id)
-        async with self._changed:
-            self._changed.notify_all()
+        model_id = entry.manifest.id
+        self._unpin(model_id)
+        if self.loaded.get(model_id) is not entry:  # retired while held: the last holder closes it
+            if entry.active == 0:
+                await asyncio.to_thread(entry.runner.close)
+        elif entry.keep_alive == 0 and self._evictable(entry):
+            await self.unload(model_id)
+        self._wake()
+
+    def _unpin(self, model_id: str) -> None:
+        left = self._pins.get(model_id, 0) - 1
+        if left > 0:
+            self._pins[model_id] = left
+        else:
+            self._pins.pop(model_id, None)
+
+    def _wake(self) -> None:
+        """Wake whoever waits for room: a model may have become evictable. A task of its own, so
+        a caller being cancelled (a client that left) cannot lose the wake-up."""
+        async def notify():
+            async with self._changed:
+                self._changed.notify_all()
+        task = asyncio.get_running_loop().create_task(notify())
+        self._wakers.add(task)
+        task.add_done_callback(self._wakers.discard)
+
+    def pinned(self, model_id: str) -> bool:
+        """Whether a request has asked for the model and not ended yet."""
+        return self._pins.get(model_id, 0) > 0
+
+    def _evictable(self, entry: Loaded) -> bool:
+        return entry.idle and not self.pinned(entry.manifest.id)
+
+    async def _retire(self, entry: Loaded) -> None:
+        """A broken runner leaves `loaded` now, and is closed once nobody holds it."""
+        model_id = entry.manifest.id
+        if self.loaded.get(model_id) is not entry:
+            return
+        del self.loaded[model_id]
+        log.error("unloading %s: its decode loop failed (%s); the next request loads it afresh",
+                  model_id, entry.runner.broken)
+        if entry.active == 0:
+            await asyncio.to_thread(entry.runner.close)
+        self._wake()
 
     async def reap(self) -> None:
-        """Unload idle models whose keep-alive has run out."""
+        """Retire broken models; unload idle ones whose keep-alive has run out."""
         now = time.time()
         for model_id, entry in list(self.loaded.items()):
-            if entry.idle and entry.expires_at is not None and entry.expires_at <= now:
+            if entry.runner.broken is not None:
+                await self._retire(entry)
+            elif (self._evictable(entry) and entry.expires_at is not None
+                  and entry.expires_at <= now):
                 log.info("unloading %s: idle for its keep-alive", model_id)
                 await self.unload(model_id)
 
@@ -230,12 +305,14 @@ class ModelManager:
                     log.exception("keep-alive reaper failed")
         self._reaper = asyncio.get_running_loop().create_task(loop())
 
-    async def _load(self, manifest: Manifest) -> Loaded:
+    async def _load(self, manifest: Manifest) -> Loaded | None:
+        """Load a model (None: abandoned while waiting for room, nobody wants it any more)."""
         async with self._lock:
             entry = self.loaded.get(manifest.id)
             if entry is not None:
                 return entry
-            await self._make_room()
+            if not await self._make_room(manifest.id):
+                return None
             options, est = await asyncio.to_thread(self._fit, manifest)
             log.info("loading %s from %s: context %d x %d slots, %d layer(s) on the GPU, "
                      "about %.0f MiB", manifest.id, manifest.path, options.n_ctx,
@@ -264,16 +341,20 @@ class ModelManager:
         return replace(self.options, n_ctx=est.n_ctx, n_gpu_layers=est.n_gpu_layers,
                        n_parallel=est.n_parallel), est
 
-    async def _make_room(self) -> None:
-        """Evict least recently used idle models until one more fits; wait while all are busy."""
+    async def _make_room(self, for_model: str) -> bool:
+        """Evict least recently used unpinned idle models until one more fits; wait while every
+        loaded model is pinned or busy. False when nobody wants `for_model` any more."""
         async with self._changed:
             while len(self.loaded) >= self.max_loaded:
-                idle = [e for e in self.loaded.values() if e.active == 0 and not e.runner.busy]
+                if not self.pinned(for_model):
+                    return False
+                idle = [e for e in self.loaded.values() if self._evictable(e)]
                 if idle:
                     victim = min(idle, key=lambda e: e.last_used)
                     await self.unload(victim.manifest.id)
                     continue
                 await self._changed.wait()
+        return True
 
     async def unload(self, model_id: str) -> None:
         entry = self.loaded.pop(model_id, None)
@@ -283,7 +364,9 @@ class ModelManager:
     async def preload_models(self) -> None:
         self.start_reaper()
         for model_id in self.preload[:self.max_loaded]:
-            entry = await self._load(self.manifest(model_id))
+            entry = await self._load(self.manifest(model_id))  # room for each: no eviction
+            if entry is None:
+                continue
             entry.expires_at = None if entry.keep_alive is None else time.time() + entry.keep_alive
 
     def begin_shutdown(self) -> None:

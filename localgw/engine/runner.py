@@ -78,8 +78,8 @@ from localgw.engine.sampling import Sampler
 from localgw.engine.threads import default_threads
 from localgw.engine.types import (ChoiceDone, Event, JobFailed, LoadOptions, PromptDone,
                                   SamplingParams, TokenLogprob, TokenText, TopLogprob)
-from localgw.errors import (ContextLengthExceeded, InvalidRequest, ModelLoadError, QueueFull,
-                            ServiceUnavailable)
+from localgw.errors import (ContextLengthExceeded, InvalidRequest, ModelFailed, ModelLoadError,
+                            QueueFull, ServiceUnavailable)
 
 log = logging.getLogger("localgw.engine")
 
@@ -257,6 +257,7 @@ class LlamaRunner:
         self._jobs: set[_Job] = set()  # submitted and not yet finished
         self._lock = threading.Lock()
         self._closed = False
+        self.broken: ModelFailed | None = None  # set when the loop fails: no new work then
         self._piece_cache: dict[int, bytes] = {}
         self._good_grammars: set[str] = set()
         self._rows: dict[int, np.ndarray] = {}  # numpy views of logits rows, by address
@@ -372,8 +373,11 @@ class LlamaRunner:
             raise InvalidRequest(f"logit_bias names token id {bad[0]}, outside this model's "
                                  f"vocabulary of {self.n_vocab}", param="logit_bias")
         with self._lock:
+            if self.broken is not None:
+                raise self.broken
             if self._closed:
-                raise ServiceUnavailable("the server is shutting down")
+                raise ServiceUnavailable(f"{self.model_id} was unloaded; retry the request",
+                                         headers={"Retry-After": "1"})
             if self._queued >= self.max_queue:
                 raise QueueFull(f"{self._queued} requests are already waiting for {self.model_id}; "
                                 "retry shortly", headers={"Retry-After": "1"})
@@ -426,9 +430,9 @@ class LlamaRunner:
                 self._step(events)
                 if events:
                     self._flush(events)
-        except Exception:  # noqa: BLE001 - tell every caller rather than hang them
+        except Exception as exc:  # noqa: BLE001 - tell every caller rather than hang them
             log.exception("the decode loop of %s failed", self.model_id)
-            self._fail_all(events)
+            self._fail_all(exc, events)
         finally:
             self._end_everything()
 
@@ -772,12 +776,17 @@ class LlamaRunner:
             if s.task is not None and s.task.job is job:
                 self._end_task(s.task, events, None)
 
-    def _fail_all(self, events: list) -> None:
-        error = ServiceUnavailable(f"the decode loop of {self.model_id} failed; see the server log")
+    def _fail_all(self, exc: Exception, events: list) -> None:
+        """The loop failed: the runner is broken (the manager retires it and loads the model
+        afresh for the next request), and every job in it ends with a 500."""
+        error = ModelFailed(f"the decode loop of {self.model_id} failed ({type(exc).__name__}: "
+                            f"{exc}); the model is reloaded for the next request")
         with self._lock:
+            self.broken = error
             jobs = list(self._jobs)
         for job in jobs:
             events.append((job.out, JobFailed(error)))
+        self._flush(events)  # before _end_everything's ends
 
     def _end_everything(self) -> None:
         """The loop stops: whoever still waits gets an end, and no sampler is leaked."""
