@@ -5,6 +5,9 @@ When a slot is taken over by another conversation, the loop saves the slot's seq
 whose prompt shares a longer prefix with an entry than with any slot restores the entry into its
 slot instead of re-reading the prompt. Bounded by bytes, least recently used out first. Pure
 Python: the loop does the llama.cpp calls, this module only decides and remembers.
+
+Only the loop thread changes or iterates `entries`; `/health` and `/metrics` read from other
+threads, so what they read (`bytes`, `describe`) comes from counters, never from iterating.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ class PromptCache:
     entries: "OrderedDict[int, CacheEntry]" = field(default_factory=OrderedDict)
     stats: CacheStats = field(default_factory=CacheStats)
     _next: int = 0
+    _bytes: int = 0  # the entries' sizes, summed as they come and go
 
     @property
     def enabled(self) -> bool:
@@ -59,7 +63,12 @@ class PromptCache:
 
     @property
     def bytes(self) -> int:
-        return sum(e.size for e in self.entries.values())
+        return self._bytes
+
+    def _drop(self, key: int | None = None) -> None:
+        """Remove the entry `key` (None: the least recently used one)."""
+        entry = self.entries.popitem(last=False)[1] if key is None else self.entries.pop(key)
+        self._bytes -= entry.size
 
     def best(self, prompt: np.ndarray) -> tuple[CacheEntry | None, int]:
         """The entry sharing the longest prefix with `prompt`, and that length."""
@@ -88,11 +97,12 @@ class PromptCache:
             return False
         for key, e in list(self.entries.items()):
             if len(e.tokens) <= len(tokens) and common_prefix(e.tokens, tokens) == len(e.tokens):
-                del self.entries[key]
-        while self.entries and self.bytes + len(data) > self.capacity:
-            self.entries.popitem(last=False)
+                self._drop(key)
+        while self.entries and self._bytes + len(data) > self.capacity:
+            self._drop()
             self.stats.evictions += 1
         self.entries[self._next] = CacheEntry(tokens.copy(), data)
+        self._bytes += len(data)
         self._next += 1
         self.stats.saves += 1
         return True

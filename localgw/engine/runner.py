@@ -57,12 +57,13 @@ from __future__ import annotations
 import asyncio
 import codecs
 import ctypes
+import hashlib
 import logging
 import queue
 import random
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 import llama_cpp
@@ -88,6 +89,7 @@ MIN_SAVE_TOKENS = 32                # a slot holding fewer tokens is not worth s
 FINAL_PIECE_MAX = 63                # rows of a prompt's last piece (see prompt_piece)
 SLOT_SIMILARITY = 0.5               # share of a prompt a slot must hold to be chosen for it
 MAX_SCRATCH = 64 << 20              # bytes of the donor copy buffer kept between copies
+GOOD_GRAMMARS = 256                 # compiled grammars remembered (by digest) per model
 _backend_ready = False
 _FLASH_ATTN_NAMES = {llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO: "auto",
                      llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED: "off",
@@ -259,7 +261,7 @@ class LlamaRunner:
         self._closed = False
         self.broken: ModelFailed | None = None  # set when the loop fails: no new work then
         self._piece_cache: dict[int, bytes] = {}
-        self._good_grammars: set[str] = set()
+        self._good_grammars: OrderedDict[bytes, None] = OrderedDict()  # digests, LRU
         self._rows: dict[int, np.ndarray] = {}  # numpy views of logits rows, by address
         self._preserve_ids: dict[str, int | None] = {}
         self.prompt_tokens_evaluated = 0  # prompt tokens decoded (not reused), for metrics/tests
@@ -336,15 +338,23 @@ class LlamaRunner:
                 f"prompt or start the server with a larger --ctx.", param="messages")
 
     def check_grammar(self, gbnf: str) -> None:
-        """Parse a grammar once with this model's vocabulary; a bad one is a 400, not a crash."""
-        if gbnf in self._good_grammars:
-            return
-        sampler = llama_cpp.llama_sampler_init_grammar(self._vocab, gbnf.encode("utf-8"), b"root")
+        """Parse a grammar once with this model's vocabulary; a bad one is a 400, not a crash.
+        The last GOOD_GRAMMARS that compiled are remembered by digest."""
+        text = gbnf.encode("utf-8")
+        digest = hashlib.blake2b(text, digest_size=16).digest()
+        with self._lock:  # preparation threads call this side by side
+            if digest in self._good_grammars:
+                self._good_grammars.move_to_end(digest)
+                return
+        sampler = llama_cpp.llama_sampler_init_grammar(self._vocab, text, b"root")
         if not sampler:
             raise InvalidRequest("the grammar built for this request does not compile in "
                                  "llama.cpp; simplify the schema", param="response_format")
         llama_cpp.llama_sampler_free(sampler)
-        self._good_grammars.add(gbnf)
+        with self._lock:
+            self._good_grammars[digest] = None
+            if len(self._good_grammars) > GOOD_GRAMMARS:
+                self._good_grammars.popitem(last=False)
 
     def _preserved_ids(self, texts) -> frozenset:
         ids = set()

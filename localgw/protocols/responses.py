@@ -218,30 +218,38 @@ def chat_messages(instructions: str | None, items: list) -> list[dict]:
 # ---- stored responses --------------------------------------------------------------------------
 
 class ResponseStore:
-    """Finished responses as the item lists they add up to, newest kept (LRU by use)."""
+    """Finished responses as the item lists they add up to, newest kept (LRU by use), bounded
+    in count and in bytes (each entry weighed as its items' JSON). A response larger than the
+    whole byte budget is not kept."""
 
-    def __init__(self, max_entries: int = 256):
-        self.max_entries = max_entries
-        self._items: OrderedDict[str, list] = OrderedDict()
+    def __init__(self, max_entries: int = 256, max_bytes: int = 64 << 20):
+        self.max_entries, self.max_bytes = max_entries, max_bytes
+        self._items: OrderedDict[str, tuple[list, int]] = OrderedDict()
+        self.bytes = 0
 
     def history(self, response_id: str | None) -> list:
         if response_id is None:
             return []
-        items = self._items.get(response_id)
-        if items is None:
+        found = self._items.get(response_id)
+        if found is None:
             raise InvalidRequest(
                 f"previous response {response_id!r} not found: responses are kept in memory while "
-                f"the server runs (the last {self.max_entries}), and not at all with store: false",
-                param="previous_response_id")
+                f"the server runs (the last {self.max_entries}, {self.max_bytes >> 20} MiB at "
+                "most), and not at all with store: false", param="previous_response_id")
         self._items.move_to_end(response_id)
-        return list(items)
+        return list(found[0])
 
     def save(self, response: dict, items: list, store: bool) -> None:
         if not store:
             return
-        self._items[response["id"]] = items + ITEMS.validate_python(response["output"])
-        while len(self._items) > self.max_entries:
-            self._items.popitem(last=False)
+        kept = items + ITEMS.validate_python(response["output"])
+        size = len(ITEMS.dump_json(kept))
+        if size > self.max_bytes:
+            return
+        self._items[response["id"]] = (kept, size)
+        self.bytes += size
+        while len(self._items) > self.max_entries or self.bytes > self.max_bytes:
+            self.bytes -= self._items.popitem(last=False)[1][1]
 
 
 # ---- chat chunks → Responses events -----------------------------------------------------------

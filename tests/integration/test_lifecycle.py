@@ -128,3 +128,20 @@ def test_a_fault_in_the_decode_loop_fails_its_requests_and_the_model_is_reloaded
         assert again.status_code == 200
         health = http.get("/health").json()
         assert health["status"] == "ok" and health["models"][0]["active_requests"] == 0
+
+
+def test_the_grammars_a_model_remembers_are_bounded():
+    from localgw.engine.runner import GOOD_GRAMMARS, LlamaRunner
+    from localgw.engine.types import LoadOptions
+    from localgw.errors import InvalidRequest
+
+    runner = LlamaRunner("smol", str(smollm2_path()), LoadOptions(n_ctx=256, n_parallel=1))
+    try:
+        for i in range(GOOD_GRAMMARS + 40):
+            runner.check_grammar(f'root ::= "answer {i}"')
+        assert len(runner._good_grammars) == GOOD_GRAMMARS
+        with pytest.raises(InvalidRequest):
+            runner.check_grammar("root ::= (")
+        assert len(runner._good_grammars) == GOOD_GRAMMARS
+    finally:
+        runner.close()

@@ -41,3 +41,31 @@ def test_a_longer_conversation_supersedes_its_prefix_and_big_entries_are_refused
     assert not cache.put(as_tokens([9]), b"c" * 101)
     assert not PromptCache(capacity=0).put(as_tokens([1]), b"d")
     assert cache.describe()["entries"] == 1 and isinstance(cache.best(np.array([1]))[1], int)
+
+
+def test_readers_on_other_threads_see_counters_while_the_loop_edits():
+    """/health and /metrics describe the cache from the event loop while the engine thread puts
+    and evicts: they never iterate the entries, and the byte count is the entries' sum."""
+    import threading
+
+    cache = PromptCache(capacity=5000)
+    rng = np.random.default_rng(0)
+    done = threading.Event()
+    errors = []
+
+    def read():
+        while not done.is_set():
+            try:
+                described = cache.describe()
+                assert 0 <= described["bytes"] <= cache.capacity
+            except Exception as exc:  # noqa: BLE001 - collected for the assertion below
+                errors.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    for _ in range(3000):
+        cache.put(as_tokens(rng.integers(0, 50, rng.integers(1, 6))), b"z" * int(rng.integers(1, 900)))
+    done.set()
+    reader.join()
+    assert not errors
+    assert cache.bytes == sum(e.size for e in cache.entries.values())

@@ -140,3 +140,21 @@ def test_store_keeps_conversations_bounded_and_store_false_keeps_nothing():
             store.history(gone)
         assert err.value.param == "previous_response_id"
     assert store.history(None) == []
+
+
+def test_store_is_bounded_in_bytes():
+    """A big reasoning item many times over: the store keeps what fits its byte budget."""
+    store = ResponseStore(max_bytes=1 << 20)
+    big = {"type": "reasoning", "id": "rs_1", "summary": [],
+           "content": [{"type": "reasoning_text", "text": "x" * 300_000}]}
+    for i in range(20):
+        store.save({"id": f"r{i}", "output": [big]}, [], store=True)
+        assert store.bytes <= 1 << 20
+    assert store.history("r19") and store.history("r17")
+    with pytest.raises(InvalidRequest):
+        store.history("r0")
+    huge = {**big, "content": [{"type": "reasoning_text", "text": "x" * (2 << 20)}]}
+    store.save({"id": "huge", "output": [huge]}, [], store=True)  # larger than the whole budget
+    with pytest.raises(InvalidRequest):
+        store.history("huge")
+    assert store.history("r19")
