@@ -5,7 +5,11 @@
     .venv/bin/python scripts/soak.py --minutes 2 --clients 3 --json soak.json
 
 Traffic: streams, non-streams, streams and requests cancelled at random points, bad inputs
-(expected 4xx), structured outputs (json_schema), forced tool calls, and two model ids of one
+(expected 4xx), structured outputs (json_schema), forced tool calls, hostile requests (schemas
+with huge bounds, pages from other sites, foreign Host names, malformed Anthropic blocks: each
+either answered or refused with a 4xx, never a 5xx or a dropped connection), long streamed tool
+calls, Responses requests carrying a 2 MB reasoning item (stored: the store's byte bound keeps
+RSS flat), and two model ids of one
 file served with `--max-loaded 1`: every `--flip` seconds all clients move to the other id, which
 evicts one model and loads the other. Every minute it
 prints the server's RSS and thread count and what /health says; at the end, latency percentiles
@@ -51,6 +55,32 @@ BAD_INPUTS = [  # (body, expected status)
 ]
 SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
           "required": ["name", "age"]}
+
+
+def _schema(schema: dict) -> dict:
+    return {"type": "json_schema", "json_schema": {"name": "h", "schema": schema}}
+
+
+HOSTILE_SCHEMAS = [  # each is answered (its output then valid) or a 400: never a crash
+    {"type": "string", "maxLength": 100000},
+    {"type": "array", "items": {"type": "integer"}, "maxItems": 100000},
+    {"type": "string", "pattern": "^a{1,100000}$"},
+    {"type": "number", "maximum": 1e308},
+    {"type": "integer", "minimum": -1e100, "maximum": 1e100},
+    {"type": "object", "properties": {"d": {"type": "string", "format": "date"},
+                                      "t": {"type": "string", "format": "time"}},
+     "required": ["d", "t"]},
+]
+HOSTILE_HEADERS = [  # (headers, expected status): a web page's requests
+    ({"Host": "rebind.evil:8000", "Content-Type": "application/json"}, 403),
+    ({"Origin": "https://evil.example", "Content-Type": "application/json"}, 403),
+    ({"Content-Type": "text/plain;charset=UTF-8"}, 415),
+]
+HOSTILE_BLOCKS = [{"type": {}, "data": ""}, {"type": ["text"], "text": "x"}, {"type": 5},
+                  {"type": "text", "text": {"nested": True}}]
+LONG_TOOL = {"type": "function", "function": {"name": "write_file", "parameters": {
+    "type": "object", "properties": {"content": {"type": "string"}}, "required": ["content"]}}}
+BIG_REASONING = "x" * (2 << 20)
 TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {
     "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
 
@@ -77,7 +107,8 @@ class Client(threading.Thread):
 
     def run(self):
         kinds = [self.stream, self.non_stream, self.cancel_stream, self.cancel_request, self.bad,
-                 self.structured, self.tool_call]
+                 self.structured, self.tool_call, self.hostile, self.long_tool_call,
+                 self.big_responses]
         with httpx.Client(base_url=self.url, timeout=120) as http:
             while time.monotonic() < self.deadline:
                 op = self.rng.choice(kinds)
@@ -162,6 +193,46 @@ class Client(threading.Thread):
                 json.loads(call["function"]["arguments"])
         elif choice["finish_reason"] != "length":
             raise Unexpected(f"tool_choice required but finish_reason {choice['finish_reason']}")
+
+
+    def hostile(self, http, model):
+        kind = self.rng.randrange(3)
+        if kind == 0:
+            body = chat(model, "Answer in JSON.", max_tokens=48,
+                        response_format=_schema(self.rng.choice(HOSTILE_SCHEMAS)))
+            resp = http.post("/v1/chat/completions", json=body)
+            if resp.status_code not in (200, 400):
+                raise Unexpected(f"hostile schema: status {resp.status_code}: {resp.text[:120]}")
+        elif kind == 1:
+            headers, expect = self.rng.choice(HOSTILE_HEADERS)
+            resp = http.post("/v1/chat/completions", headers=headers,
+                             content=json.dumps(chat(model, "x", max_tokens=4)).encode())
+            self._check(resp, expect)
+        else:
+            path = self.rng.choice(["/v1/messages", "/v1/messages/count_tokens"])
+            body = {"model": model, "max_tokens": 4, "messages": [
+                {"role": "user", "content": [self.rng.choice(HOSTILE_BLOCKS)]}]}
+            resp = http.post(path, json=body)
+            self._check(resp, 400)
+            if resp.json().get("type") != "error":
+                raise Unexpected("an Anthropic error not in Anthropic's shape")
+
+    def long_tool_call(self, http, model):
+        body = chat(model, "Write a long Python file.", stream=True, max_tokens=400,
+                    tools=[LONG_TOOL], tool_choice={"type": "function",
+                                                    "function": {"name": "write_file"}})
+        with http.stream("POST", "/v1/chat/completions", json=body) as resp:
+            self._check(resp)
+            lines = [line for line in resp.iter_lines() if line.startswith("data: ")]
+        if not lines or lines[-1] != "data: [DONE]" or any('"error"' in x for x in lines):
+            raise Unexpected("long tool-call stream did not end cleanly")
+
+    def big_responses(self, http, model):
+        body = {"model": model, "max_output_tokens": 8, "store": True, "input": [
+            {"type": "reasoning", "id": "rs_big", "summary": [],
+             "content": [{"type": "reasoning_text", "text": BIG_REASONING}]},
+            {"type": "message", "role": "user", "content": "Say hi."}]}
+        self._check(http.post("/v1/responses", json=body))
 
 
 class Stats:

@@ -4,7 +4,11 @@ Resolution is per field, first found wins (api.md, "Model defaults"):
 1. the GGUF's `general.sampling.*` keys (llama.cpp's own convention, written by converters);
 2. the original repo's `generation_config.json`, captured into the manifest at pull time;
 3. the catalogue's entry for the model (from the model cards);
-4. llama.cpp's defaults.
+4. llama.cpp's defaults;
+5. localgw's own: a repetition penalty of 1.1 over the last 64 tokens when nothing above sets
+   one. Small models loop without it (SmolLM2 answered "Say hello" with an emoji repeated to
+   the output cap for a quarter of seeds; with it, none did), and Ollama and LM Studio apply the
+   same by default. A request that sends `repetition_penalty: 1` turns it off.
 What the request sends always wins over all of these (see `chat.prompt.sampling_params`).
 """
 
@@ -15,6 +19,7 @@ from dataclasses import dataclass, field
 FIELDS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
 
 LLAMA_CPP_DEFAULTS = {"temperature": 0.8, "top_k": 40, "top_p": 0.95, "min_p": 0.05}
+LOCALGW_DEFAULTS = {"repetition_penalty": 1.1}  # see the module docstring
 
 # llama.cpp's GGUF keys (LLM_KV_GENERAL_SAMPLING_*) → our field names
 GGUF_KEYS = {
@@ -73,7 +78,8 @@ def resolve_defaults(*, gguf_metadata: dict | None = None, generation_config: di
     for source, found in (("gguf", from_gguf(gguf_metadata)),
                           ("generation_config", from_generation_config(generation_config)),
                           ("catalogue", dict(catalogue or {})),
-                          ("llama.cpp", LLAMA_CPP_DEFAULTS)):
+                          ("llama.cpp", LLAMA_CPP_DEFAULTS),
+                          ("localgw", LOCALGW_DEFAULTS)):
         for name, value in found.items():
             if name in FIELDS and name not in values:
                 values[name] = value

@@ -21,13 +21,18 @@ much more than their result needs, so they start in numpy and stay in llama.cpp 
   the seed draws another text than llama.cpp's own chain would; from run to run of localgw it
   draws the same.
 
-Grammars, penalties and logit bias come before top_p in the chain, so any of them keeps the
-whole chain in llama.cpp.
+Repetition penalties (frequency, presence, repeat; localgw's default repeat penalty among
+them) are applied the same way in numpy when a shortcut runs: llama.cpp's penalties sampler
+rule (a logit above zero divided by the repeat penalty, one below multiplied; then the
+frequency and presence terms) on a copy of the row, for the tokens sampled within the last
+PENALTY_LAST_N, before the shortcut reads it. Grammars and logit bias come before top_p in the
+chain, so either keeps the whole chain (penalties included) in llama.cpp.
 """
 
 from __future__ import annotations
 
 import ctypes
+from collections import deque
 
 import llama_cpp
 import numpy as np
@@ -73,6 +78,42 @@ def nucleus(row: np.ndarray, p: float, scratch: np.ndarray | None = None) -> np.
     raise AssertionError("unreachable: the last width takes every token")
 
 
+class Penalties:
+    """llama.cpp's penalties sampler over the last `last_n` sampled tokens, on a numpy row."""
+
+    def __init__(self, last_n: int, repeat: float, frequency: float, presence: float,
+                 n_vocab: int):
+        self.window: deque[int] = deque(maxlen=last_n)
+        self.counts: dict[int, int] = {}
+        self.repeat = np.float32(repeat)
+        self.frequency, self.presence = np.float32(frequency), np.float32(presence)
+        self.out = np.empty(n_vocab, np.float32)
+
+    def accept(self, token: int) -> None:
+        if len(self.window) == self.window.maxlen:
+            old = self.window[0]
+            left = self.counts[old] - 1
+            if left:
+                self.counts[old] = left
+            else:
+                del self.counts[old]
+        self.window.append(token)
+        self.counts[token] = self.counts.get(token, 0) + 1
+
+    def apply(self, row: np.ndarray) -> np.ndarray:
+        """The row with the penalties applied (a copy; `row` itself is left as it is)."""
+        if not self.counts:
+            return row
+        out = self.out
+        np.copyto(out, row)
+        ids = np.fromiter(self.counts.keys(), np.int64, len(self.counts))
+        seen = np.fromiter(self.counts.values(), np.float32, len(self.counts))
+        logits = out[ids]
+        logits = np.where(logits <= 0, logits * self.repeat, logits / self.repeat)
+        out[ids] = logits - (seen * self.frequency + self.presence)
+        return out
+
+
 class Sampler:
     """One request's sampler. `sample` picks the next token from row `index` of the context's
     last batch; `row` is that row of logits as a numpy view."""
@@ -80,24 +121,30 @@ class Sampler:
     def __init__(self, params: SamplingParams, seed: int, model, n_vocab: int):
         self.chain = chain = internals.LlamaSampler()
         self.shortcut: str | None = None
+        self.penalties: Penalties | None = None
         self.top_p = params.top_p
+        plain = not params.logit_bias and not params.grammar
+        if plain and (params.temperature <= 0.0 or (params.top_p < 1.0 and params.top_k <= 0)):
+            self.shortcut = "greedy" if params.temperature <= 0.0 else "nucleus"
+        penalized = (params.repeat_penalty != 1.0 or params.frequency_penalty
+                     or params.presence_penalty)
         if params.logit_bias:
             chain.add_logit_bias(n_vocab, params.logit_bias)
-        if params.repeat_penalty != 1.0 or params.frequency_penalty or params.presence_penalty:
+        if penalized and self.shortcut:
+            self.penalties = Penalties(PENALTY_LAST_N, params.repeat_penalty,
+                                       params.frequency_penalty, params.presence_penalty, n_vocab)
+        elif penalized:
             chain.add_penalties(n_vocab, PENALTY_LAST_N, params.repeat_penalty,
                                 params.frequency_penalty, params.presence_penalty)
         if params.grammar:
             chain.add_grammar(model, LlamaGrammar.from_string(params.grammar, verbose=False))
-        plain = llama_cpp.llama_sampler_chain_n(chain.sampler) == 0
         if params.temperature <= 0.0:
             chain.add_greedy()
-            self.shortcut = "greedy" if plain else None
             return
         if params.top_k > 0:
             chain.add_top_k(params.top_k)
         if params.top_p < 1.0:
-            if plain and params.top_k <= 0:
-                self.shortcut = "nucleus"  # numpy keeps what top_p would; see the docstring
+            if self.shortcut == "nucleus":  # numpy keeps what top_p would; see the docstring
                 self._scratch = np.empty(n_vocab, np.float32)
             else:
                 chain.add_top_p(params.top_p, 1)
@@ -111,17 +158,22 @@ class Sampler:
         return self.shortcut is not None
 
     def sample(self, ctx, index: int, row: np.ndarray | None) -> int:
+        if self.shortcut is None:
+            return llama_cpp.llama_sampler_sample(self.chain.sampler, ctx, index)
+        if self.penalties is not None:
+            row = self.penalties.apply(row)
         if self.shortcut == "greedy":
-            return int(row.argmax())
-        if self.shortcut == "nucleus":
+            token = int(row.argmax())
+        else:
             cands = nucleus(row, self.top_p, self._scratch)
             arr = llama_cpp.llama_token_data_array(
                 cands.ctypes.data_as(llama_cpp.llama_token_data_p), cands.size, -1, True)
             llama_cpp.llama_sampler_apply(self.chain.sampler, ctypes.byref(arr))
             token = int(cands["id"][arr.selected])
             llama_cpp.llama_sampler_accept(self.chain.sampler, token)
-            return token
-        return llama_cpp.llama_sampler_sample(self.chain.sampler, ctx, index)
+        if self.penalties is not None:
+            self.penalties.accept(token)
+        return token
 
     def close(self) -> None:
         self.chain.close()

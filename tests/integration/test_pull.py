@@ -136,7 +136,7 @@ def test_pull_verify_register_then_serve_offline_including_a_split_set(hub, env,
         models = {m["id"]: m for m in httpx.get(server.url + "/v1/models").json()["data"]}
         # generation_config.json beats the catalogue (0.2 / 0.9) field by field
         assert models["HuggingFaceTB/SmolLM2-135M-Instruct"]["default_sampling"] == {
-            "temperature": 0.42, "top_p": 0.77, "top_k": 0, "min_p": 0.0}
+            "temperature": 0.42, "top_p": 0.77, "top_k": 0, "min_p": 0.0, "repetition_penalty": 1.1}
         assert models["test/SmolSplit-GGUF"]["default_sampling"]["temperature"] == 0.8
         for model in ("HuggingFaceTB/SmolLM2-135M-Instruct", "test/SmolSplit-GGUF"):
             resp = httpx.post(server.url + "/v1/chat/completions", timeout=120, json={

@@ -1,6 +1,6 @@
 """Model sampling defaults: GGUF keys, then generation_config.json, then catalogue, then llama.cpp."""
 
-from localgw.chat.defaults import LLAMA_CPP_DEFAULTS, resolve_defaults
+from localgw.chat.defaults import LLAMA_CPP_DEFAULTS, LOCALGW_DEFAULTS, resolve_defaults
 from localgw.chat.prompt import sampling_params
 from localgw.chat.requests import ChatRequest, parse_body
 from localgw.hub.catalog import CATALOG, catalog_entry_for
@@ -22,15 +22,17 @@ def test_each_field_from_the_first_source_that_has_it():
 def test_order_without_higher_sources():
     assert resolve_defaults(generation_config=GENCFG, catalogue=CATALOGUE).values["temperature"] == 0.5
     assert resolve_defaults(catalogue=CATALOGUE).values["temperature"] == 0.9
-    assert resolve_defaults().values == LLAMA_CPP_DEFAULTS
-    assert set(resolve_defaults().sources.values()) == {"llama.cpp"}
+    assert resolve_defaults().values == LLAMA_CPP_DEFAULTS | LOCALGW_DEFAULTS
+    assert resolve_defaults().sources == {**{k: "llama.cpp" for k in LLAMA_CPP_DEFAULTS},
+                                          "repetition_penalty": "localgw"}
 
 
 def test_do_sample_false_is_greedy_and_junk_is_ignored():
     d = resolve_defaults(generation_config={"do_sample": False, "temperature": "hot",
                                             "top_k": True})
     assert d.values["temperature"] == 0.0 and d.values["top_k"] == 40
-    assert resolve_defaults(generation_config=["not", "a", "dict"]).values == LLAMA_CPP_DEFAULTS
+    assert resolve_defaults(generation_config=["not", "a", "dict"]).values == \
+        LLAMA_CPP_DEFAULTS | LOCALGW_DEFAULTS
 
 
 def test_the_request_always_wins():
@@ -58,3 +60,13 @@ def test_every_catalogue_model_has_defaults_and_files_find_their_entry():
     assert catalog_entry_for(None, "Qwen/Qwen3-8B").sampling_no_thinking["temperature"] == 0.7
     assert catalog_entry_for("qwen2.5-7b-instruct-q4_k_m").id == "Qwen/Qwen2.5-7B-Instruct"
     assert catalog_entry_for("my-own-model") is None
+
+
+def test_a_repetition_penalty_unless_the_model_or_the_request_sets_one():
+    none_set = parse_body(ChatRequest, b'{"model":"m","messages":[{"role":"user","content":"x"}]}')
+    assert sampling_params(none_set, defaults=resolve_defaults()).repeat_penalty == 1.1
+    qwen = resolve_defaults(catalogue={"repetition_penalty": 1.05})
+    assert sampling_params(none_set, defaults=qwen).repeat_penalty == 1.05
+    off = parse_body(ChatRequest, b'{"model":"m","messages":[{"role":"user","content":"x"}],'
+                                  b'"repetition_penalty":1}')
+    assert sampling_params(off, defaults=resolve_defaults()).repeat_penalty == 1.0
