@@ -19,6 +19,10 @@ Numbers. `minimum`, `maximum` and their exclusive forms become digit-range alter
 exponent-free decimals of at most 15 digits (what a double holds exactly). A bound beyond those
 digits binds nothing and is dropped, so the grammar's size never follows a bound's magnitude.
 
+Formats. `date`, `time` and `date-time` are RFC 3339 as JSON schema 2020-12 reads them: years
+0001-9999, the days each month has (29 February only in Gregorian leap years), hours 00-23,
+minutes and seconds 00-59, an optional millisecond fraction, and `Z` or an offset up to ±23:59.
+
 Budget. Every grammar is at most gbnf.MAX_GRAMMAR_SIZE units (characters, plus the rules each
 `{m,n}` expands into) and gbnf.MAX_GRAMMAR_DEPTH parentheses deep, and takes at most
 MAX_BUILD_SECONDS to build; past any of them the build stops with GrammarTooLarge, which
@@ -45,6 +49,23 @@ MAX_BUILD_SECONDS = 5.0
 JSON_CHAR = (r'[^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] '
              r'[0-9a-fA-F] [0-9a-fA-F])')
 
+# Gregorian leap years: a multiple of 4 in the last two digits (not 00), or a multiple of 4
+# followed by 00; year 0000 is neither.
+_MULTIPLE_OF_4 = '"0" [48] | [2468] [048] | [13579] [26]'
+_DAYS_28 = '"0" [1-9] | "1" [0-9] | "2" [0-8]'
+FORMAT_RULES = {
+    "date": 'date-year "-" date-month-day | date-leap-year "-02-29"',
+    "date-year": '[1-9] [0-9]{3} | "0" [1-9] [0-9]{2} | "00" [1-9] [0-9] | "000" [1-9]',
+    "date-leap-year": f'[0-9] [0-9] ( {_MULTIPLE_OF_4} ) | ( {_MULTIPLE_OF_4} ) "00"',
+    "date-month-day": (f'( "0" [13578] | "1" [02] ) "-" ( {_DAYS_28} | "29" | "3" [01] ) | '
+                       f'( "0" [469] | "11" ) "-" ( {_DAYS_28} | "29" | "30" ) | '
+                       f'"02-" ( {_DAYS_28} )'),
+    "time": ('( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] ":" [0-5] [0-9] ( "." [0-9]{3} )? '
+             '( "Z" | [+-] ( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] )'),
+    "date-time": 'date "T" time',
+}
+_FORMAT_DEPS = {"date": ["date-year", "date-leap-year", "date-month-day"],
+                "date-time": ["date", "time"]}
 _OBJECT = {"properties", "additionalProperties", "allOf"}
 _OBJECT_OR_ARRAY = _OBJECT | {"items", "prefixItems"}
 _NOT_PLAIN = {"$ref", "anyOf", "oneOf", "const", "enum"}  # the converter's own branches win
@@ -104,6 +125,8 @@ class JsonSchemaConverter(SchemaConverter):
             body = pattern_grammar(schema["pattern"],
                                    lambda b: self._add_rule(f"{rule_name}-{next(names)}", b))
             return rf'"\"" {body} "\"" space'
+        if stringish and schema.get("format") in FORMAT_RULES:
+            return rf'"\"" {self._format(schema["format"])} "\"" space'
         if kind == "string" and ("minLength" in schema or "maxLength" in schema):
             char = self._add_primitive("char", PRIMITIVE_RULES["char"])
             chars = gbnf.repeat(char, schema.get("minLength", 0), schema.get("maxLength"),
@@ -128,6 +151,11 @@ class JsonSchemaConverter(SchemaConverter):
         except ValueError as exc:  # schema_check refuses these first, with the keyword's pointer
             raise InvalidRequest(f"JSON schema number bounds: {exc}",
                                  param="response_format.json_schema.schema") from None
+
+    def _format(self, fmt: str) -> str:
+        for dep in _FORMAT_DEPS.get(fmt, []):
+            self._format(dep)
+        return self._add_rule(fmt, FORMAT_RULES[fmt])
 
     def _array(self, schema: dict, rule_name: str) -> str:
         if "items" in schema:
