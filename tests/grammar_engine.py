@@ -16,10 +16,12 @@ import re
 import time
 
 import llama_cpp
+import numpy as np
 
 from tests.helpers import smollm2_path
 
 NEG_INF = float("-inf")
+TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])  # llama_token_data
 
 
 class GrammarEngine:
@@ -79,6 +81,45 @@ class GrammarEngine:
                     return False
                 llama_cpp.llama_sampler_accept(smpl, token)
             return self._allowed(smpl, self.eos)
+        finally:
+            llama_cpp.llama_sampler_free(smpl)
+
+    def pieces(self) -> list[bytes]:
+        """Every token's text, by id."""
+        if not hasattr(self, "_pieces"):
+            buf = ctypes.create_string_buffer(256)
+            self._pieces = []
+            for token in range(llama_cpp.llama_vocab_n_tokens(self.vocab)):
+                n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+                self._pieces.append(buf.raw[:max(n, 0)])
+        return self._pieces
+
+    def walk(self, gbnf: str, seed: int, max_tokens: int = 400) -> str | None:
+        """A random text the grammar allows, chosen a token at a time as a model would (random
+        logits, pushed towards tokens that close strings, arrays and objects, and towards the
+        end); None when it has not finished within max_tokens."""
+        pieces = self.pieces()
+        push = np.array([5.0 if any(c in p for c in b'"]},') else 0.0 for p in pieces], np.float32)
+        push[self.eos] = 20.0
+        rows = np.zeros(len(pieces), TOKEN_DATA)
+        rng = np.random.default_rng(seed)
+        smpl = self.sampler(gbnf)
+        out = b""
+        try:
+            for _ in range(max_tokens):
+                rows["id"] = np.arange(len(pieces))
+                rows["logit"] = rng.random(len(pieces), np.float32) * 10 + push
+                arr = llama_cpp.llama_token_data_array(
+                    rows.ctypes.data_as(llama_cpp.llama_token_data_p), len(pieces), -1, False)
+                llama_cpp.llama_sampler_apply(smpl, ctypes.byref(arr))
+                best = int(np.argmax(rows["logit"]))
+                assert rows["logit"][best] != NEG_INF, "the grammar allows nothing"
+                token = int(rows["id"][best])
+                if token == self.eos:
+                    return out.decode()
+                llama_cpp.llama_sampler_accept(smpl, token)
+                out += pieces[token]
+            return None
         finally:
             llama_cpp.llama_sampler_free(smpl)
 
