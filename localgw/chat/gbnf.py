@@ -2,8 +2,9 @@
 and the size of a finished grammar.
 
 llama.cpp's parser recurses once per parenthesis level, so nothing here nests: a repeated item is
-always a rule name, a literal or a character class, and repetition uses llama.cpp's own `x{m,n}`,
-which it expands into a chain of rules (`x x … x` m times, then n-m rules `S'(k) ::= x S'(k-1) |`).
+always a rule name, a literal or a character class, and repetition uses llama.cpp's own
+`x{m,n}`, which it expands into a chain of rules (`x` m times, then n-m rules
+`S'(k) ::= x S'(k-1) |`).
 A chain's tail calls keep the parse stack flat however long the chain is. llama.cpp refuses a
 count above 2000, or (newer releases) silently drops it, so one `{m,n}` here never counts past
 CHUNK; larger bounds are built from blocks of CHUNK items (see `repeat`).

@@ -110,7 +110,8 @@ def _length(items) -> tuple[int, int | None]:
             n_lo, n_hi, sub = av
             s_lo, s_hi = _length(sub)
             a = n_lo * s_lo
-            b = 0 if s_hi == 0 or n_hi == 0 else None if s_hi is None or n_hi is sre.MAXREPEAT else n_hi * s_hi
+            unbounded = s_hi is None or n_hi is sre.MAXREPEAT
+            b = 0 if s_hi == 0 or n_hi == 0 else None if unbounded else n_hi * s_hi
         else:
             a, b = 0, 0
         lo, hi = lo + a, None if hi is None or b is None else hi + b
@@ -128,7 +129,8 @@ class _Writer:
     def seq(self, items, first: bool, tail: str | None) -> str:
         """`items` in a row; `first`: nothing precedes them; `tail`: what the pattern's end
         allows after them (None: they are not at its end)."""
-        body = [i for i, (op, av) in enumerate(items) if not (op is sre.AT and (av in _BEGIN or av in _END))]
+        body = [i for i, (op, av) in enumerate(items)
+                if not (op is sre.AT and (av in _BEGIN or av in _END))]
         last = body[-1] if body else -1
         if tail is not None and any(items[i][1] in _END for i in range(last + 1, len(items))):
             tail = _CLOSED

@@ -120,7 +120,7 @@ def _check_counts(schema: dict, pointer: str) -> None:
     for low, high in _COUNTS:
         for key in (low, high):
             value = schema.get(key)
-            if key in schema and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            if key in schema and (type(value) is not int or value < 0):
                 _invalid(f"{key} must be a non-negative integer", pointer)
             if key in schema and value > gbnf.MAX_REPEAT:
                 _fail(key, f"{pointer}/{key}", f"{value} is past the limit of {gbnf.MAX_REPEAT}")

@@ -10,7 +10,7 @@ optional groups, `(a (a (a)?)?)?`; llama.cpp's parser recurses once per level, a
 chain of rules that its parse stack walks with tail calls, so nothing nests (chat/gbnf.py,
 `repeat`). One `{m,n}` carries at most 1000 (llama.cpp refuses counts past 2000, and newer
 releases drop them silently); bigger bounds are blocks of 1000, up to MAX_REPEAT (1,000,000).
-The cost is per bound, not per count: a string of maxLength 1,000,000 is about 3,000 rules, which
+The cost is per bound, not per count: a string of maxLength 1,000,000 is about 4,000 rules, which
 llama.cpp builds in milliseconds, and a sampled token costs what it costs in an unbounded string.
 Patterns are translated by chat/pattern.py, with the same repetition and its own limits.
 
@@ -66,12 +66,13 @@ FORMAT_RULES = {
 }
 _FORMAT_DEPS = {"date": ["date-year", "date-leap-year", "date-month-day"],
                 "date-time": ["date", "time"]}
+_BOUNDS = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}
 _OBJECT = {"properties", "additionalProperties", "allOf"}
 _OBJECT_OR_ARRAY = _OBJECT | {"items", "prefixItems"}
 _NOT_PLAIN = {"$ref", "anyOf", "oneOf", "const", "enum"}  # the converter's own branches win
 _DISPATCH = _NOT_PLAIN | _OBJECT_OR_ARRAY | {"pattern", "format"}  # what the converter reads
 _IMPLIED = (("string", ("minLength", "maxLength")), ("array", ("minItems", "maxItems")),
-            ("number", ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")),
+            ("number", tuple(_BOUNDS)),
             ("object", ("required",)))
 
 
@@ -116,8 +117,7 @@ class JsonSchemaConverter(SchemaConverter):
 
     def _own_rule(self, schema: dict, kind, rule_name: str) -> str | None:
         """The body of the rule for `schema` where ours replaces the converter's, else None."""
-        if kind in ("integer", "number") and any(k in schema for k in
-                                                 ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")):
+        if kind in ("integer", "number") and _BOUNDS & set(schema):
             return self._number(schema, kind) + " space"
         stringish = kind == "string" or (kind is None and not _OBJECT_OR_ARRAY & set(schema))
         if stringish and "pattern" in schema:
