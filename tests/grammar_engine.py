@@ -104,6 +104,7 @@ class GrammarEngine:
         rows = np.zeros(len(pieces), TOKEN_DATA)
         rng = np.random.default_rng(seed)
         smpl = self.sampler(gbnf)
+        assert smpl is not None, "grammar does not compile"
         out = b""
         try:
             for _ in range(max_tokens):

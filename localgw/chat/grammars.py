@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from localgw.chat.formats import ChatFormat
-from localgw.chat.gbnf import GrammarTooLarge
+from localgw.chat.gbnf import GrammarTooLarge, repeat
 from localgw.chat.schema_check import PARAM, check_schema
 from localgw.errors import InvalidRequest
 
@@ -68,6 +68,23 @@ def _check_tool_schemas(tools: list[dict]) -> None:
                                  code="unsupported_schema") from None
 
 
+def _xml_string(conv: Converter, i: int, key: str, schema: dict) -> str:
+    """A string parameter's value, written raw between XML tags: its enum, const and length
+    bounds hold; a pattern or format (written for a JSON string's text) is refused."""
+    for keyword in ("pattern", "format"):
+        if keyword in schema:
+            raise InvalidRequest(f"tools[{i}] parameters schema keyword '{keyword}' at "
+                                 f"/properties/{key}/{keyword} cannot be enforced in this model's "
+                                 f"XML tool arguments; remove it",
+                                 param=f"tools[{i}].function.parameters", code="unsupported_schema")
+    values = schema.get("enum", [schema["const"]] if "const" in schema else None)
+    if values is not None:
+        return conv.add_rule(f"xml-enum-{i}", " | ".join(conv.literal(str(v)) for v in values))
+    body = repeat("[^<]", schema.get("minLength", 0), schema.get("maxLength"),
+                  lambda rule: conv.add_rule(f"xml-string-{i}-rep", rule))
+    return conv.add_rule(f"xml-string-{i}", body)
+
+
 def _xml_call(conv: Converter, i: int, tool: dict) -> str:
     schema = _params(tool)
     required = set(schema.get("required") or [])
@@ -76,7 +93,7 @@ def _xml_call(conv: Converter, i: int, tool: dict) -> str:
         if key not in required:
             continue
         if sub.get("type") == "string":
-            value = conv.add_rule(f"xml-string-{i}", "[^<]*")
+            value = _xml_string(conv, i, key, sub)
         else:
             value = conv.add_schema(sub, f"args-{i}-{key}")
         parts += [conv.literal(f"<parameter={key}>\n"), value, conv.literal("\n</parameter>\n")]

@@ -177,6 +177,11 @@ class JsonSchemaConverter(SchemaConverter):
     def literal(self, text: str) -> str:
         return self._format_literal(text)
 
+    def _format_literal(self, literal: str) -> str:
+        # The converter's own literals escape neither '\\' nor control characters: a const
+        # "a\\b" would be written as the invalid JSON "a\b", an enum value with '"' not compile.
+        return gbnf.literal(literal)
+
     def grammar(self, root_body: str) -> str:
         """The finished grammar; raises gbnf.GrammarTooLarge past the size or depth limit."""
         self._rules["root"] = root_body

@@ -40,6 +40,9 @@ SCHEMAS = {
                 "required": ["s", "n", "a", "t", "one"]},
     "escapes": {"type": "array", "items": {"type": "string", "pattern": r'^[^a-z]{1,3}$'},
                 "minItems": 2, "maxItems": 2},
+    "escaped constants": {"type": "object", "properties": {
+        "k\\ey": {"enum": ["a\\b", 'q"x', "tab\there", "new\nline"]}, "c": {"const": "back\\slash"}},
+        "required": ["k\\ey", "c"]},
 }
 
 

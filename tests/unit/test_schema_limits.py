@@ -229,3 +229,27 @@ def test_repeat_never_nests_and_never_counts_past_a_chunk(lo, hi):
         assert "(" not in text
         counts = [int(n) for m in re.findall(r"\{(\d+)(?:,(\d*))?\}", text) for n in m if n]
         assert all(c <= gbnf.CHUNK for c in counts), text
+
+
+XML = ChatFormat("qwen3-coder", "hermes", None, True, xml_tool_args=True)
+
+
+def xml_call(value: str) -> str:
+    return (f"<tool_call>\n<function=f>\n<parameter=s>\n{value}\n</parameter>\n"
+            "</function>\n</tool_call>")
+
+
+def test_xml_tool_strings_keep_their_bounds_and_enums(engine):
+    def grammar_for(string: dict) -> str:
+        tool = {"type": "function", "function": {"name": "f", "parameters": {
+            "type": "object", "properties": {"s": string}, "required": ["s"]}}}
+        return tool_call_grammar(JsonSchemaConverter(), XML, [tool], False).grammar
+
+    bounded = grammar_for({"type": "string", "minLength": 2, "maxLength": 1500})
+    assert [engine.accepts(bounded, xml_call("x" * n), per_char=False) for n in (1, 2, 1500, 1501)] \
+        == [False, True, True, False]
+    chosen = grammar_for({"type": "string", "enum": ["red", "green"]})
+    assert engine.accepts(chosen, xml_call("green")) and not engine.accepts(chosen, xml_call("blue"))
+    with pytest.raises(InvalidRequest) as err:
+        grammar_for({"type": "string", "pattern": "^a+$"})
+    assert "'pattern'" in err.value.message and err.value.param == "tools[0].function.parameters"
