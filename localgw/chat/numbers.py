@@ -219,8 +219,9 @@ def number_range(lo=None, hi=None, lo_exclusive: bool = False, hi_exclusive: boo
         if hi_d is None or pos_lo < hi_d or (pos_lo == hi_d and not (pos_lo_strict or hi_exclusive)):
             alts += _magnitudes(pos_lo, pos_lo_strict, hi_d, hi_exclusive)
     if not alts:
-        raise ValueError(f"no decimal of at most {MAX_DIGITS} digits lies in the range "
-                         f"{'(' if lo_exclusive else '['}{lo}, {hi}{')' if hi_exclusive else ']'}")
+        low = "(-inf" if lo is None else f"{'(' if lo_exclusive else '['}{lo}"
+        high = "+inf)" if hi is None else f"{hi}{')' if hi_exclusive else ']'}"
+        raise ValueError(f"no decimal of at most {MAX_DIGITS} digits lies in the range {low}, {high}")
     return "( " + " | ".join(f"( {a} )" for a in alts) + " )"
 
 
