@@ -2,6 +2,8 @@
 each model family's own format (so the next turn's history stays the model's own).
 
 Pure composition over a schema converter (engine.schema_grammar.JsonSchemaConverter), passed in.
+Every schema passes chat/schema_check.py first, tools' parameter schemas included, and a grammar
+past the converter's size, depth or build-time budget is a 400 naming the limit.
 Control tokens cannot be produced under a grammar, so a format that opens with one gets it as a
 prefill: text appended to the prompt that the output parser also reads first.
 """
@@ -9,11 +11,13 @@ prefill: text appended to the prompt that the output parser also reads first.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
 from localgw.chat.formats import ChatFormat
-from localgw.chat.schema_check import check_schema
+from localgw.chat.gbnf import GrammarTooLarge, repeat
+from localgw.chat.schema_check import PARAM, check_schema
 from localgw.errors import InvalidRequest
 
 
@@ -30,13 +34,24 @@ class Forced:
     prefill: str = ""
 
 
+@contextmanager
+def _budget(param: str):
+    """A grammar past the converter's budget is the request's fault: a 400 naming the limit."""
+    try:
+        yield
+    except GrammarTooLarge as exc:
+        raise InvalidRequest(f"{exc}; simplify the schema", param=param,
+                             code="grammar_too_large") from None
+
+
 def json_object_grammar(conv: Converter) -> str:
     return conv.grammar(conv.add_schema({"type": "object"}, "json"))
 
 
 def json_schema_grammar(conv: Converter, schema: dict) -> str:
     check_schema(schema)
-    return conv.grammar(conv.add_schema(schema, "json"))
+    with _budget(PARAM):
+        return conv.grammar(conv.add_schema(schema, "json"))
 
 
 def _params(tool: dict) -> dict:
@@ -53,6 +68,23 @@ def _check_tool_schemas(tools: list[dict]) -> None:
                                  code="unsupported_schema") from None
 
 
+def _xml_string(conv: Converter, i: int, key: str, schema: dict) -> str:
+    """A string parameter's value, written raw between XML tags: its enum, const and length
+    bounds hold; a pattern or format (written for a JSON string's text) is refused."""
+    for keyword in ("pattern", "format"):
+        if keyword in schema:
+            raise InvalidRequest(f"tools[{i}] parameters schema keyword '{keyword}' at "
+                                 f"/properties/{key}/{keyword} cannot be enforced in this model's "
+                                 f"XML tool arguments; remove it",
+                                 param=f"tools[{i}].function.parameters", code="unsupported_schema")
+    values = schema.get("enum", [schema["const"]] if "const" in schema else None)
+    if values is not None:
+        return conv.add_rule(f"xml-enum-{i}", " | ".join(conv.literal(str(v)) for v in values))
+    body = repeat("[^<]", schema.get("minLength", 0), schema.get("maxLength"),
+                  lambda rule: conv.add_rule(f"xml-string-{i}-rep", rule))
+    return conv.add_rule(f"xml-string-{i}", body)
+
+
 def _xml_call(conv: Converter, i: int, tool: dict) -> str:
     schema = _params(tool)
     required = set(schema.get("required") or [])
@@ -61,7 +93,7 @@ def _xml_call(conv: Converter, i: int, tool: dict) -> str:
         if key not in required:
             continue
         if sub.get("type") == "string":
-            value = conv.add_rule(f"xml-string-{i}", "[^<]*")
+            value = _xml_string(conv, i, key, sub)
         else:
             value = conv.add_schema(sub, f"args-{i}-{key}")
         parts += [conv.literal(f"<parameter={key}>\n"), value, conv.literal("\n</parameter>\n")]
@@ -72,6 +104,11 @@ def _xml_call(conv: Converter, i: int, tool: dict) -> str:
 def tool_call_grammar(conv: Converter, fmt: ChatFormat, tools: list[dict], parallel: bool) -> Forced:
     """Force at least one call to one of `tools`, in the template's native format."""
     _check_tool_schemas(tools)
+    with _budget("tools"):
+        return _tool_call_grammar(conv, fmt, tools, parallel)
+
+
+def _tool_call_grammar(conv: Converter, fmt: ChatFormat, tools: list[dict], parallel: bool) -> Forced:
     names = [t["function"]["name"] for t in tools]
     args = [conv.add_schema(_params(t), f"args-{i}") for i, t in enumerate(tools)]
     lit = conv.literal

@@ -1,11 +1,19 @@
 """Fail closed: a JSON schema keyword the grammar cannot enforce is a 400, never a silent
-unconstrained answer. The error names the keyword and its JSON pointer."""
+unconstrained answer, and so is a bound past what the grammar holds cheaply. The error names the
+keyword, its JSON pointer and the limit.
+
+Limits (see engine/schema_grammar.py for why): minLength, maxLength, minItems, maxItems and the
+counts in a pattern at most gbnf.MAX_REPEAT; integers of at most numbers.MAX_INTEGER_DIGITS digits
+and bounded numbers of at most numbers.MAX_DIGITS, so a bound no such value can meet is refused;
+patterns within chat/pattern.py's limits.
+"""
 
 from __future__ import annotations
 
-import math
-import re
-
+from localgw.chat import gbnf
+from localgw.chat.numbers import (MAX_INTEGER_DIGITS, integer_bounds, number_bounds,
+                                  number_range)
+from localgw.chat.pattern import pattern_problem
 from localgw.errors import InvalidRequest
 
 # Keywords that only describe, never constrain.
@@ -23,15 +31,25 @@ _BY_TYPE = {
 _COMBINATORS = {"type", "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "$defs", "definitions"}
 _FORMATS = {"date", "time", "date-time", "uuid"}
 _TYPES = set(_BY_TYPE)
-# Regex features the grammar converter cannot express.
-_BAD_PATTERN = re.compile(r"\(\?|\\[bBdDsSwW1-9]|\\p\{")
+_COUNTS = (("minLength", "maxLength"), ("minItems", "maxItems"))
+_INT_LIMIT = 10 ** MAX_INTEGER_DIGITS - 1
+PARAM = "response_format.json_schema.schema"
 
 
 def _fail(keyword: str, pointer: str, why: str = "") -> None:
     where = pointer or "/"
     raise InvalidRequest(f"JSON schema keyword '{keyword}' at {where} cannot be enforced by the "
                          f"grammar{': ' + why if why else ''}; remove it or use a supported form",
-                         param="response_format.json_schema.schema", code="unsupported_schema")
+                         param=PARAM, code="unsupported_schema")
+
+
+def _invalid(what: str, pointer: str) -> None:
+    raise InvalidRequest(f"JSON schema at {pointer or '/'}: {what}", param=PARAM)
+
+
+def _kind(schema: dict):
+    kind = schema.get("type")
+    return kind[0] if isinstance(kind, list) and len(kind) == 1 else kind
 
 
 def check_schema(schema, pointer: str = "", root=None) -> None:
@@ -42,8 +60,27 @@ def check_schema(schema, pointer: str = "", root=None) -> None:
             _fail("false", pointer, "a schema that matches nothing")
         return
     if not isinstance(schema, dict):
-        raise InvalidRequest(f"JSON schema at {pointer or '/'} must be an object",
-                             param="response_format.json_schema.schema")
+        _invalid("JSON schema must be an object", pointer)
+    _check_keywords(schema, pointer)
+    _check_string(schema, pointer)
+    _check_counts(schema, pointer)
+    _check_bounds(schema, pointer)
+    _check_shapes(schema, pointer)
+    if "$ref" in schema:
+        _check_ref(schema["$ref"], pointer, root)
+    for key in ("properties", "$defs", "definitions"):
+        for name, sub in (schema.get(key) or {}).items():
+            check_schema(sub, f"{pointer}/{key}/{_escape(name)}", root)
+    for key in ("anyOf", "oneOf", "allOf", "prefixItems", "items"):
+        if isinstance(schema.get(key), list):
+            for i, sub in enumerate(schema[key]):
+                check_schema(sub, f"{pointer}/{key}/{i}", root)
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            check_schema(schema[key], f"{pointer}/{key}", root)
+
+
+def _check_keywords(schema: dict, pointer: str) -> None:
     types = schema.get("type")
     type_list = types if isinstance(types, list) else [types] if types else []
     for t in type_list:
@@ -55,79 +92,98 @@ def check_schema(schema, pointer: str = "", root=None) -> None:
     for key in schema:
         if key not in allowed:
             _fail(key, f"{pointer}/{key}")
-    if isinstance(types, list) and len(type_list) > 1 and set(schema) & (
-            set().union(*(_BY_TYPE[t] for t in type_list)) - set()):
+    if len(type_list) > 1:
         constrained = [k for k in schema if any(k in _BY_TYPE[t] for t in type_list)]
         if constrained:
             _fail(constrained[0], f"{pointer}/{constrained[0]}", "not with a list of types")
+    if "enum" in schema and (not isinstance(schema["enum"], list) or not schema["enum"]):
+        _invalid("enum must be a non-empty array", pointer)
+
+
+def _check_string(schema: dict, pointer: str) -> None:
     if "format" in schema and schema["format"] not in _FORMATS:
         _fail("format", f"{pointer}/format", f"format {schema['format']!r} (supported: "
               f"{', '.join(sorted(_FORMATS))})")
     if "pattern" in schema:
-        if not isinstance(schema["pattern"], str) or _BAD_PATTERN.search(schema["pattern"]):
-            _fail("pattern", f"{pointer}/pattern", "lookarounds, backreferences and \\d/\\w/\\s "
-                  "classes are not supported; spell classes out, e.g. [0-9]")
-        try:
-            re.compile(schema["pattern"])
-        except re.error as exc:
-            _fail("pattern", f"{pointer}/pattern", f"invalid regex ({exc})")
-    if "pattern" in schema and ("format" in schema or "minLength" in schema or "maxLength" in schema):
+        why = pattern_problem(schema["pattern"])
+        if why:
+            _fail("pattern", f"{pointer}/pattern", why)
+    lengths = "minLength" in schema or "maxLength" in schema
+    if "pattern" in schema and ("format" in schema or lengths):
         _fail("pattern", f"{pointer}/pattern", "not together with format or length bounds")
-    if "$ref" in schema:
-        ref = schema["$ref"]
-        if not isinstance(ref, str) or not ref.startswith("#/"):
-            _fail("$ref", f"{pointer}/$ref", "only local references (#/$defs/...) are supported")
-        target = root
-        for part in ref[2:].split("/"):
-            part = part.replace("~1", "/").replace("~0", "~")
-            if not isinstance(target, dict) or part not in target:
-                raise InvalidRequest(f"$ref {ref} at {pointer or '/'} points nowhere",
-                                     param="response_format.json_schema.schema")
-            target = target[part]
-    _check_bounds(schema, pointer)
-    for key in ("minItems", "maxItems", "minLength", "maxLength"):
-        if key in schema and (not isinstance(schema[key], int) or schema[key] < 0):
-            raise InvalidRequest(f"{key} at {pointer or '/'} must be a non-negative integer",
-                                 param="response_format.json_schema.schema")
-    if "enum" in schema and (not isinstance(schema["enum"], list) or not schema["enum"]):
-        raise InvalidRequest(f"enum at {pointer or '/'} must be a non-empty array",
-                             param="response_format.json_schema.schema")
-    if "required" in schema and not isinstance(schema["required"], list):
-        raise InvalidRequest(f"required at {pointer or '/'} must be an array",
-                             param="response_format.json_schema.schema")
-    for key in ("properties", "$defs", "definitions"):
-        for name, sub in (schema.get(key) or {}).items():
-            check_schema(sub, f"{pointer}/{key}/{_escape(name)}", root)
-    for key in ("anyOf", "oneOf", "allOf", "prefixItems"):
-        for i, sub in enumerate(schema.get(key) or []):
-            check_schema(sub, f"{pointer}/{key}/{i}", root)
-    for key in ("items", "additionalProperties"):
-        sub = schema.get(key)
-        if isinstance(sub, dict):
-            check_schema(sub, f"{pointer}/{key}", root)
+    if "format" in schema and lengths:
+        _fail("format", f"{pointer}/format", "not together with minLength or maxLength")
+
+
+def _check_counts(schema: dict, pointer: str) -> None:
+    """Length and item counts are integers in 0..MAX_REPEAT, the least not above the most."""
+    for low, high in _COUNTS:
+        for key in (low, high):
+            value = schema.get(key)
+            if key in schema and (type(value) is not int or value < 0):
+                _invalid(f"{key} must be a non-negative integer", pointer)
+            if key in schema and value > gbnf.MAX_REPEAT:
+                _fail(key, f"{pointer}/{key}", f"{value} is past the limit of {gbnf.MAX_REPEAT}")
+        if schema.get(low, 0) > schema.get(high, gbnf.MAX_REPEAT):
+            _invalid(f"{low} is above {high}", pointer)
 
 
 def _check_bounds(schema: dict, pointer: str) -> None:
-    """Bounds are numbers, and some value lies between them."""
+    """Bounds are numbers, and some value the grammar writes lies between them."""
     present = [k for k in _BY_TYPE["number"] if k in schema]
     for key in present:
         if isinstance(schema[key], bool) or not isinstance(schema[key], (int, float)):
-            raise InvalidRequest(f"{key} at {pointer or '/'} must be a number",
-                                 param="response_format.json_schema.schema")
-    lows = [(schema[k], k == "exclusiveMinimum") for k in ("minimum", "exclusiveMinimum") if k in schema]
-    highs = [(schema[k], k == "exclusiveMaximum") for k in ("maximum", "exclusiveMaximum") if k in schema]
-    if not lows or not highs:
+            _invalid(f"{key} must be a number", pointer)
+    if not present:
         return
-    lo, lo_x = max(lows)  # the tighter bound; at a tie the exclusive one
-    hi, hi_x = min(highs, key=lambda b: (b[0], not b[1]))
-    empty = lo > hi or (lo == hi and (lo_x or hi_x))
-    if schema.get("type") == "integer":
-        first = math.floor(lo) + 1 if lo_x or lo != math.floor(lo) else lo
-        last = math.ceil(hi) - 1 if hi_x or hi != math.ceil(hi) else hi
-        empty = first > last
-    if empty:
-        raise InvalidRequest(f"JSON schema at {pointer or '/'}: no value lies between its bounds",
-                             param="response_format.json_schema.schema")
+    lo, hi, lo_x, hi_x = number_bounds(schema)
+    if lo is not None and hi is not None and (lo > hi or (lo == hi and (lo_x or hi_x))):
+        _invalid("no value lies between its bounds", pointer)
+    key = ("exclusiveMinimum" if lo_x else "minimum") if lo is not None else (
+        "exclusiveMaximum" if hi_x else "maximum")
+    if _kind(schema) == "integer":
+        first, last = integer_bounds(schema)
+        if first is not None and last is not None and first > last:
+            _invalid("no integer lies between its bounds", pointer)
+        if (first or 0) > _INT_LIMIT or (last or 0) < -_INT_LIMIT:
+            _fail(key, f"{pointer}/{key}", f"integers are written with at most "
+                  f"{MAX_INTEGER_DIGITS} digits, and none of those is in range")
+        return
+    try:
+        number_range(lo, hi, lo_x, hi_x)
+    except ValueError as exc:
+        _fail(key, f"{pointer}/{key}", str(exc))
+
+
+def _check_shapes(schema: dict, pointer: str) -> None:
+    """Keyword combinations the converter would drop one side of."""
+    props = schema.get("properties") or {}
+    if "required" in schema:
+        if not isinstance(schema["required"], list):
+            _invalid("required must be an array", pointer)
+        missing = [k for k in schema["required"] if k not in props]
+        if missing:
+            _fail("required", f"{pointer}/required", f"it names {missing[0]!r}, which is not "
+                  f"in properties")
+    tuple_items = schema.get("prefixItems", schema.get("items"))
+    if isinstance(tuple_items, list):
+        n = len(tuple_items)
+        if "prefixItems" in schema and isinstance(schema.get("items"), dict):
+            _fail("prefixItems", f"{pointer}/prefixItems", "not together with an items schema")
+        if schema.get("minItems", 0) > n or schema.get("maxItems", n) < n:
+            _fail("prefixItems", f"{pointer}/prefixItems", f"the grammar writes exactly {n} "
+                  f"items, outside minItems/maxItems")
+
+
+def _check_ref(ref, pointer: str, root) -> None:
+    if not isinstance(ref, str) or not ref.startswith("#/"):
+        _fail("$ref", f"{pointer}/$ref", "only local references (#/$defs/...) are supported")
+    target = root
+    for part in ref[2:].split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        if not isinstance(target, dict) or part not in target:
+            _invalid(f"$ref {ref} points nowhere", pointer)
+        target = target[part]
 
 
 def _escape(name: str) -> str:

@@ -1,273 +1,170 @@
 """JSON schema → llama.cpp GBNF, on llama-cpp-python's own SchemaConverter.
 
-We add what its converter lacks and people use: bounds on integers and numbers (minimum, maximum
-and their exclusive forms), as digit-range alternatives the grammar can enforce: `int_range` for
-integers, `number_range` for exponent-free decimals.
+The converter walks the schema; we take over the parts where its output would crash llama.cpp,
+grow without bound, or produce values a validator refuses. chat/schema_check.py has already
+refused (400, with the keyword's JSON pointer) everything this cannot enforce.
+
+Repetition (maxLength, maxItems, pattern counts). The converter writes a bound of N as N nested
+optional groups, `(a (a (a)?)?)?`; llama.cpp's parser recurses once per level, and a bound of
+100000 overflows its stack. Here a bound is llama.cpp's own `x{m,n}`, which it expands into a
+chain of rules that its parse stack walks with tail calls, so nothing nests (chat/gbnf.py,
+`repeat`). One `{m,n}` carries at most 1000 (llama.cpp refuses counts past 2000, and newer
+releases drop them silently); bigger bounds are blocks of 1000, up to MAX_REPEAT (1,000,000).
+The cost is per bound, not per count: a string of maxLength 1,000,000 is about 4,000 rules, which
+llama.cpp builds in milliseconds, and a sampled token costs what it costs in an unbounded string.
+Patterns are translated by chat/pattern.py, with the same repetition and its own limits.
+
+Numbers. `minimum`, `maximum` and their exclusive forms become digit-range alternatives
+(chat/numbers.py): integers of at most 16 digits (as the converter's unbounded `integer`),
+exponent-free decimals of at most 15 digits (what a double holds exactly). A bound beyond those
+digits binds nothing and is dropped, so the grammar's size never follows a bound's magnitude.
+
+Formats. `date`, `time` and `date-time` are RFC 3339 as JSON schema 2020-12 reads them: years
+0001-9999, the days each month has (29 February only in Gregorian leap years), hours 00-23,
+minutes and seconds 00-59, an optional millisecond fraction, and `Z` or an offset up to ±23:59.
+
+Budget. Every grammar is at most gbnf.MAX_GRAMMAR_SIZE units (characters, plus the rules each
+`{m,n}` expands into) and gbnf.MAX_GRAMMAR_DEPTH parentheses deep, and takes at most
+MAX_BUILD_SECONDS to build; past any of them the build stops with GrammarTooLarge, which
+chat/grammars.py turns into a 400 naming the limit.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from decimal import Decimal
+import time
+from itertools import count
 
-from llama_cpp.llama_grammar import SchemaConverter
+from llama_cpp.llama_grammar import PRIMITIVE_RULES, RESERVED_NAMES, SchemaConverter
 
+from localgw.chat import gbnf
+from localgw.chat.numbers import int_range, integer_bounds, number_bounds, number_range
+from localgw.chat.pattern import pattern_grammar
 from localgw.errors import InvalidRequest
 
-
-def _digit_pattern(start: str, stop: str) -> str:
-    parts = []
-    for a, b in zip(start, stop):
-        if a == b:
-            parts.append(f'"{a}"')
-        elif a == "0" and b == "9":
-            parts.append("[0-9]")
-        else:
-            parts.append(f"[{a}-{b}]")
-    return " ".join(parts)
-
-
-def _split(lo: int, hi: int) -> list[tuple[int, int]]:
-    """[lo, hi] (0 ≤ lo ≤ hi) as sub-ranges each expressible digit by digit."""
-    stops = {hi}
-    k = 1
-    while True:
-        s = int(str(lo)[:-k] + "9" * k) if len(str(lo)) > k else 10 ** k - 1
-        if lo <= s < hi:
-            stops.add(s)
-            k += 1
-        else:
-            break
-    k = 1
-    while True:
-        s = (hi + 1) - (hi + 1) % 10 ** k - 1
-        if lo <= s < hi:
-            stops.add(s)
-            k += 1
-        else:
-            break
-    out, start = [], lo
-    for stop in sorted(stops):
-        out.append((start, stop))
-        start = stop + 1
-    return out
-
-
-def _nonneg_range(lo: int, hi: int | None) -> list[str]:
-    alts = []
-    top = hi if hi is not None else 10 ** len(str(lo)) - 1
-    if lo <= top:
-        for a, b in _split(lo, top):
-            sa, sb = str(a), str(b)
-            if len(sa) < len(sb):  # only when a == 0-ish boundaries; pad by splitting further
-                for x, y in _split(a, b):
-                    alts.append(_digit_pattern(str(x), str(y)))
-            else:
-                alts.append(_digit_pattern(sa, sb))
-    if hi is None:  # any integer with more digits than lo
-        alts.append('[1-9] ' + " ".join(["[0-9]"] * len(str(lo))) + " [0-9]*")
-    return alts
-
-
-def int_range(lo: int | None, hi: int | None) -> str:
-    """A GBNF expression for the integers in [lo, hi] (None: unbounded)."""
-    alts = []
-    if lo is None or lo < 0:  # negative part: -[max(1, -hi), -lo]
-        neg_hi = None if lo is None else -lo
-        neg_lo = 1 if hi is None or hi >= 0 else -hi
-        if neg_hi is None or neg_lo <= neg_hi:
-            alts += [f'"-" ( {p} )' for p in _nonneg_range(neg_lo, neg_hi)]
-    if hi is None or hi >= 0:
-        alts += _nonneg_range(max(lo or 0, 0), hi)
-    if not alts:
-        raise ValueError(f"empty integer range [{lo}, {hi}]")
-    return "( " + " | ".join(f"( {a} )" for a in alts) + " )"
-
-
-# ---- number bounds ------------------------------------------------------------------------
-# A bounded `number` is written without an exponent: an optional "-", an integer part without
-# leading zeros, an optional fraction. It has at most MAX_DIGITS digits in all, which is what a
-# double holds exactly: two different decimals of ≤ 15 significant digits are two different
-# doubles, in the same order, so a value that is in range as a decimal is still in range after a
-# client's JSON parser reads it as a double (39.999999999999999 would be read as 40.0, past an
-# exclusiveMaximum of 40). Negative zero ("-0", "-0.0") is never written.
-MAX_DIGITS = 15
-
-
-@dataclass(frozen=True)
-class _Bound:
-    """A bound on a fraction 0.d: its digits (no trailing zeros; "" is 0), and whether strict."""
-    digits: str
-    strict: bool
-
-
-def _fraction(lo: _Bound | None, hi: _Bound | None, room: int) -> tuple[bool, str | None]:
-    """The digit strings d of length 0..room with lo ≤ 0.d ≤ hi (< for strict bounds), as
-    (whether the empty string is in, a GBNF expression for the non-empty ones or None)."""
-    if lo is not None and not lo.digits and not lo.strict:
-        lo = None  # 0.d ≥ 0 always
-    if hi is not None and not hi.digits and hi.strict:
-        return False, None  # 0.d < 0 never
-    if lo is None and hi is not None and not hi.digits:  # 0.d ≤ 0: zeros only
-        return True, (f'"0"{{1,{room}}}' if room else None)
-    empty_in = lo is None  # 0 ≥ a bound above 0, or > 0, fails; 0 ≤ any upper bound here holds
-    if room == 0:
-        return empty_in, None
-    lo_d = (lo.digits or "0")[0] if lo else None
-    hi_d = (hi.digits or "0")[0] if hi else None
-    alts = []
-    free_from = "0" if lo_d is None else chr(ord(lo_d) + 1)
-    free_to = "9" if hi_d is None else chr(ord(hi_d) - 1)
-    tail = f" [0-9]{{0,{room - 1}}}" if room > 1 else ""
-    if free_from <= free_to:  # digits that settle both bounds: anything may follow
-        alts.append(f"[{free_from}-{free_to}]{tail}")
-    for digit in sorted({d for d in (lo_d, hi_d) if d is not None}):
-        if (lo_d is not None and digit < lo_d) or (hi_d is not None and digit > hi_d):
-            continue
-        rest_lo = _Bound(lo.digits[1:], lo.strict) if digit == lo_d else None
-        rest_hi = _Bound(hi.digits[1:], hi.strict) if digit == hi_d else None
-        empty, more = _fraction(rest_lo, rest_hi, room - 1)
-        if empty and more:
-            alts.append(f'"{digit}" ( {more} )?')
-        elif empty:
-            alts.append(f'"{digit}"')
-        elif more:
-            alts.append(f'"{digit}" ( {more} )')
-    return empty_in, (" | ".join(f"( {a} )" for a in alts) if alts else None)
-
-
-def _int_spans(lo: int, hi: int) -> list[tuple[str, int]]:
-    """The integers in [lo, hi] (0 ≤ lo) as (digit pattern, its length in digits)."""
-    out = []
-    for length in range(len(str(lo)), len(str(hi)) + 1):
-        a, b = max(lo, 10 ** (length - 1) if length > 1 else 0), min(hi, 10 ** length - 1)
-        if a <= b:
-            out += [(_digit_pattern(str(x), str(y)), length) for x, y in _split(a, b)]
-    return out
-
-
-def _split_decimal(x: Decimal) -> tuple[int, str]:
-    """A non-negative decimal as (integer part, fraction digits without trailing zeros)."""
-    whole = int(x)
-    frac = format(x - whole, "f").partition(".")[2].rstrip("0")
-    return whole, frac
-
-
-def _magnitudes(lo: Decimal, lo_strict: bool, hi: Decimal | None, hi_strict: bool) -> list[str]:
-    """GBNF alternatives for the non-negative decimals in the range lo..hi (hi None: any)."""
-    lo_int, lo_frac = _split_decimal(lo)
-    top = 10 ** MAX_DIGITS - 1
-    pieces: list[tuple[str, int, _Bound | None, _Bound | None]] = []
-    if hi is not None:
-        hi_int, hi_frac = _split_decimal(hi)
-        if hi_int == lo_int:
-            pieces.append((_digit_pattern(str(lo_int), str(lo_int)), len(str(lo_int)), _Bound(lo_frac, lo_strict), _Bound(hi_frac, hi_strict)))
-        else:
-            pieces.append((_digit_pattern(str(lo_int), str(lo_int)), len(str(lo_int)),
-                           _Bound(lo_frac, lo_strict), None))
-            pieces += [(p, n, None, None) for p, n in _int_spans(lo_int + 1, hi_int - 1)]
-            pieces.append((_digit_pattern(str(hi_int), str(hi_int)), len(str(hi_int)),
-                           None, _Bound(hi_frac, hi_strict)))
-    else:
-        pieces.append((_digit_pattern(str(lo_int), str(lo_int)), len(str(lo_int)),
-                       _Bound(lo_frac, lo_strict), None))
-        if lo_int < top:
-            pieces += [(p, n, None, None) for p, n in _int_spans(lo_int + 1, top)]
-    alts = []
-    for pattern, length, frac_lo, frac_hi in pieces:
-        empty, more = _fraction(frac_lo, frac_hi, max(0, MAX_DIGITS - length))
-        if more:
-            alts.append(f'{pattern} ( "." ( {more} ) )' + ("?" if empty else ""))
-        elif empty:
-            alts.append(pattern)
-    return alts
-
-
-def _decimal(x) -> Decimal:
-    # repr: the shortest decimal that reads back as the same double (0.1, not 0.1000000000000000055…)
-    return Decimal(repr(x)) if isinstance(x, float) else Decimal(x)
-
-
-def number_range(lo=None, hi=None, lo_exclusive: bool = False, hi_exclusive: bool = False) -> str:
-    """A GBNF expression for the exponent-free decimals x with lo ≤ x ≤ hi (< for an exclusive
-    bound; None: unbounded), at most MAX_DIGITS digits, without negative zero.
-
-    Built like int_range: the sign splits the range into magnitudes; a magnitude is an integer
-    part (the bounds' own integer parts, then digit ranges between them) and a fraction whose
-    digits are compared with the bound's digits one at a time (`_fraction`). Raises ValueError
-    when nothing can be written in the range.
-    """
-    lo_d = None if lo is None else _decimal(lo)
-    hi_d = None if hi is None else _decimal(hi)
-    alts = []
-    if lo_d is None or lo_d < 0:  # negative part: the magnitude lies in [max(0, -hi), -lo]
-        if hi_d is not None and hi_d < 0:
-            mag_lo, mag_lo_strict = -hi_d, hi_exclusive
-        else:
-            mag_lo, mag_lo_strict = Decimal(0), True  # no negative zero
-        mag_hi = None if lo_d is None else -lo_d
-        if mag_hi is None or mag_lo < mag_hi or (mag_lo == mag_hi and not (mag_lo_strict or lo_exclusive)):
-            alts += [f'"-" ( {a} )' for a in _magnitudes(mag_lo, mag_lo_strict, mag_hi, lo_exclusive)]
-    if hi_d is None or hi_d >= 0:  # non-negative part: [max(lo, 0), hi]
-        if lo_d is not None and lo_d >= 0:
-            pos_lo, pos_lo_strict = lo_d, lo_exclusive
-        else:
-            pos_lo, pos_lo_strict = Decimal(0), False
-        if hi_d is None or pos_lo < hi_d or (pos_lo == hi_d and not (pos_lo_strict or hi_exclusive)):
-            alts += _magnitudes(pos_lo, pos_lo_strict, hi_d, hi_exclusive)
-    if not alts:
-        raise ValueError(f"no decimal of at most {MAX_DIGITS} digits lies in the range "
-                         f"{'(' if lo_exclusive else '['}{lo}, {hi}{')' if hi_exclusive else ']'}")
-    return "( " + " | ".join(f"( {a} )" for a in alts) + " )"
-
+MAX_BUILD_SECONDS = 5.0
 
 # llama-cpp-python's `char` lets raw newlines and other control characters into strings, which
 # makes invalid JSON; this is the JSON spec's own definition.
 JSON_CHAR = (r'[^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] '
              r'[0-9a-fA-F] [0-9a-fA-F])')
 
+# Gregorian leap years: a multiple of 4 in the last two digits (not 00), or a multiple of 4
+# followed by 00; year 0000 is neither.
+_MULTIPLE_OF_4 = '"0" [48] | [2468] [048] | [13579] [26]'
+_DAYS_28 = '"0" [1-9] | "1" [0-9] | "2" [0-8]'
+FORMAT_RULES = {
+    "date": 'date-year "-" date-month-day | date-leap-year "-02-29"',
+    "date-year": '[1-9] [0-9]{3} | "0" [1-9] [0-9]{2} | "00" [1-9] [0-9] | "000" [1-9]',
+    "date-leap-year": f'[0-9] [0-9] ( {_MULTIPLE_OF_4} ) | ( {_MULTIPLE_OF_4} ) "00"',
+    "date-month-day": (f'( "0" [13578] | "1" [02] ) "-" ( {_DAYS_28} | "29" | "3" [01] ) | '
+                       f'( "0" [469] | "11" ) "-" ( {_DAYS_28} | "29" | "30" ) | '
+                       f'"02-" ( {_DAYS_28} )'),
+    "time": ('( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] ":" [0-5] [0-9] ( "." [0-9]{3} )? '
+             '( "Z" | [+-] ( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] )'),
+    "date-time": 'date "T" time',
+}
+_FORMAT_DEPS = {"date": ["date-year", "date-leap-year", "date-month-day"],
+                "date-time": ["date", "time"]}
+_BOUNDS = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}
+_OBJECT = {"properties", "additionalProperties", "allOf"}
+_OBJECT_OR_ARRAY = _OBJECT | {"items", "prefixItems"}
+_NOT_PLAIN = {"$ref", "anyOf", "oneOf", "const", "enum"}  # the converter's own branches win
+_DISPATCH = _NOT_PLAIN | _OBJECT_OR_ARRAY | {"pattern", "format"}  # what the converter reads
+_IMPLIED = (("string", ("minLength", "maxLength")), ("array", ("minItems", "maxItems")),
+            ("number", tuple(_BOUNDS)),
+            ("object", ("required",)))
 
-_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 
-
-def _bounds(schema: dict) -> tuple:
-    """A number schema's bounds as number_range's (lo, hi, lo_exclusive, hi_exclusive): the
-    tighter of minimum and exclusiveMinimum (and of the maxima) wins."""
-    lo, lo_x, hi, hi_x = schema.get("minimum"), False, schema.get("maximum"), False
-    if "exclusiveMinimum" in schema and (lo is None or schema["exclusiveMinimum"] >= lo):
-        lo, lo_x = schema["exclusiveMinimum"], True
-    if "exclusiveMaximum" in schema and (hi is None or schema["exclusiveMaximum"] <= hi):
-        hi, hi_x = schema["exclusiveMaximum"], True
-    return lo, hi, lo_x, hi_x
+def _implied_type(schema: dict) -> str:
+    """A type whose values satisfy an untyped schema: the first its keywords apply to (a value
+    of another type ignores them), else an object, which is what the converter writes for {}."""
+    return next((kind for kind, keys in _IMPLIED if any(k in schema for k in keys)), "object")
 
 
 class JsonSchemaConverter(SchemaConverter):
     def __init__(self):
         super().__init__(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+        self._units = 0
+        self._deadline = time.monotonic() + MAX_BUILD_SECONDS
+
+    def _add_rule(self, name, rule):
+        before = len(self._rules)
+        key = super()._add_rule(name, rule)
+        if len(self._rules) > before:
+            self._units += gbnf.grammar_size(rule)[0]
+            gbnf.check_units(self._units)
+        return key
 
     def visit(self, schema, name):
-        kind = schema.get("type") if isinstance(schema, dict) else None
-        kind = kind[0] if isinstance(kind, list) and len(kind) == 1 else kind
-        if kind in ("integer", "number") and any(k in schema for k in _BOUNDS) and not (
-                "enum" in schema or "const" in schema):  # an enum is tighter: the converter's own
-            rule_name = name + "-" if name in ("root",) else name or "root"
+        if time.monotonic() > self._deadline:
+            raise gbnf.GrammarTooLarge(f"building the grammar took longer than the limit of "
+                                       f"{MAX_BUILD_SECONDS:g} s")
+        if schema is True:  # any value; the converter reads an empty schema as an object
+            schema = {}
+        if not isinstance(schema, dict) or _NOT_PLAIN & set(schema):
+            return super().visit(schema, name)
+        kind = schema.get("type")
+        if isinstance(kind, list) and len(kind) == 1:  # the converter drops the rest of the schema
+            kind = kind[0]
+        if kind is None and schema and not _DISPATCH & set(schema):
+            kind = _implied_type(schema)  # the converter has no branch for these
+        if kind != schema.get("type"):
+            schema = {**schema, "type": kind}
+        rule_name = name + "-" if name in RESERVED_NAMES else name or "root"
+        body = self._own_rule(schema, kind, rule_name)
+        return self._add_rule(rule_name, body) if body else super().visit(schema, name)
+
+    def _own_rule(self, schema: dict, kind, rule_name: str) -> str | None:
+        """The body of the rule for `schema` where ours replaces the converter's, else None."""
+        if kind in ("integer", "number") and _BOUNDS & set(schema):
+            return self._number(schema, kind) + " space"
+        stringish = kind == "string" or (kind is None and not _OBJECT_OR_ARRAY & set(schema))
+        if stringish and "pattern" in schema:
+            names = count()
+            body = pattern_grammar(schema["pattern"],
+                                   lambda b: self._add_rule(f"{rule_name}-{next(names)}", b))
+            return rf'"\"" {body} "\"" space'
+        if stringish and schema.get("format") in FORMAT_RULES:
+            return rf'"\"" {self._format(schema["format"])} "\"" space'
+        if kind == "string" and ("minLength" in schema or "maxLength" in schema):
+            char = self._add_primitive("char", PRIMITIVE_RULES["char"])
+            chars = gbnf.repeat(char, schema.get("minLength", 0), schema.get("maxLength"),
+                                self._helper(rule_name))
+            return rf'"\"" {chars} "\"" space'
+        arrayish = kind == "array" or (kind is None and not _OBJECT & set(schema))
+        if arrayish and ("minItems" in schema or "maxItems" in schema) and (
+                isinstance(schema.get("items"), dict)
+                or kind == "array" and "items" not in schema and "prefixItems" not in schema):
+            return self._array(schema, rule_name)
+        return None
+
+    def _helper(self, rule_name: str) -> gbnf.Rule:
+        names = count()
+        return lambda body: self._add_rule(f"{rule_name}-rep{next(names)}", body)
+
+    def _number(self, schema: dict, kind: str) -> str:
+        try:
             if kind == "number":
-                try:
-                    return self._add_rule(rule_name, number_range(*_bounds(schema)) + " space")
-                except ValueError as exc:  # schema_check refuses lo > hi; this is the digit limit
-                    raise InvalidRequest(f"JSON schema number bounds: {exc}",
-                                         param="response_format.json_schema.schema") from None
-            lo = schema.get("minimum")
-            if "exclusiveMinimum" in schema:
-                lo = max(lo if lo is not None else -10 ** 18, int(schema["exclusiveMinimum"]) + 1)
-            hi = schema.get("maximum")
-            if "exclusiveMaximum" in schema:
-                hi = min(hi if hi is not None else 10 ** 18, int(schema["exclusiveMaximum"]) - 1)
-            lo = None if lo is None else int(-(-lo // 1))  # ceil for float bounds
-            hi = None if hi is None else int(hi // 1)
-            return self._add_rule(rule_name, int_range(lo, hi) + " space")
-        return super().visit(schema, name)
+                return number_range(*number_bounds(schema))
+            return int_range(*integer_bounds(schema))
+        except ValueError as exc:  # schema_check refuses these first, with the keyword's pointer
+            raise InvalidRequest(f"JSON schema number bounds: {exc}",
+                                 param="response_format.json_schema.schema") from None
+
+    def _format(self, fmt: str) -> str:
+        for dep in _FORMAT_DEPS.get(fmt, []):
+            self._format(dep)
+        return self._add_rule(fmt, FORMAT_RULES[fmt])
+
+    def _array(self, schema: dict, rule_name: str) -> str:
+        if "items" in schema:
+            item = self.visit(schema["items"], f"{rule_name}-item")
+        else:  # any JSON value (the converter reads an empty schema as an object)
+            item = self._add_primitive("value", PRIMITIVE_RULES["value"])
+        items = gbnf.repeat_separated(item, '"," space', schema.get("minItems", 0),
+                                      schema.get("maxItems"), self._helper(rule_name))
+        return f'"[" space {items} "]" space'
 
     def add_schema(self, schema: dict, name: str) -> str:
         """Resolve refs and add the rules for `schema`; returns its rule name."""
@@ -280,8 +177,16 @@ class JsonSchemaConverter(SchemaConverter):
     def literal(self, text: str) -> str:
         return self._format_literal(text)
 
+    def _format_literal(self, literal: str) -> str:
+        # The converter's own literals escape neither '\\' nor control characters: a const
+        # "a\\b" would be written as the invalid JSON "a\b", an enum value with '"' not compile.
+        return gbnf.literal(literal)
+
     def grammar(self, root_body: str) -> str:
+        """The finished grammar; raises gbnf.GrammarTooLarge past the size or depth limit."""
         self._rules["root"] = root_body
         if "char" in self._rules:  # JSON strings may not hold raw control characters
             self._rules["char"] = JSON_CHAR
-        return self.format_grammar()
+        text = self.format_grammar()
+        gbnf.check_size(text)
+        return text

@@ -1,5 +1,6 @@
-"""Number bounds in JSON schemas: the decimal-range grammar (engine.schema_grammar.number_range)
-checked by brute force against exact decimal arithmetic, and its place in schema grammars.
+"""Number bounds in JSON schemas: the decimal-range grammar (chat.numbers.number_range) checked by
+brute force against exact decimal arithmetic, and its place in schema grammars; integers too, and
+both through llama.cpp's own grammar engine on a sample.
 
 The grammar is turned into a regex (it uses only single-character literals, classes, groups,
 alternation, `?` and `{m,n}`) and every candidate string is checked both ways: the grammar
@@ -9,13 +10,14 @@ negative zero, and in range.
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from decimal import Decimal
 
 import pytest
 
-from localgw.engine.schema_grammar import MAX_DIGITS, number_range
+from localgw.chat.numbers import MAX_DIGITS, int_range, number_range
 
 JSON_DECIMAL = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?\Z")
 
@@ -80,6 +82,10 @@ CASES = [
     (0.001, 0.002, True, False), (12345.678, 12346.5, False, True), (0.1, 0.2, False, False),
     (-40, -39.95, False, False), (9.99, 10.01, True, True), (None, None, False, False),
     (-0.5, 0, False, False), (0, 0, False, False), (1, 20, False, False), (-7, 7.25, True, True),
+    # Bounds past what 15 digits reach bind nothing; near the edge they still do.
+    (None, 1e100, False, False), (-1e308, 1e308, True, True), (-1e20, 5, False, True),
+    (0.5, 1e15, False, True), (-999999999999999, -999999999999998.5, False, False),
+    (999999999999998, None, True, False), (1e-300, 1, True, False),
 ]
 
 
@@ -106,7 +112,10 @@ def test_every_accepted_value_is_in_range_as_a_double():
 
 
 @pytest.mark.parametrize("lo,hi,lo_x,hi_x", [(1, 0, False, False), (0.5, 0.5, True, False),
-                                            (2, 2, False, True), (0, 1e-16, True, False)])
+                                            (2, 2, False, True), (0, 1e-16, True, False),
+                                            (1e15, None, False, False), (1e308, None, True, False),
+                                            (None, -1e15, False, False),
+                                            (999999999999999, None, True, False)])
 def test_empty_ranges_raise(lo, hi, lo_x, hi_x):
     with pytest.raises(ValueError):
         number_range(lo, hi, lo_x, hi_x)
@@ -169,3 +178,66 @@ def test_one_type_lists_are_bounded_and_enums_stay_enums(schema, good, bad):
     else:
         rx = to_regex(body)
         assert rx.match(good) and not rx.match(bad)
+
+
+def test_number_grammar_size_does_not_follow_the_bounds_magnitude():
+    plain = len(number_range(None, 1))
+    for hi in (1e16, 1e100, 1e308):
+        assert len(number_range(None, hi)) <= plain * 2
+        assert number_range(None, hi) == number_range(None, None)
+
+
+INT_CASES = [(None, None), (None, 10 ** 100), (-10 ** 308, 10 ** 308), (-5, 10 ** 20),
+             (10 ** 15, None), (None, -(10 ** 15) + 3), (9999999999999990, None),
+             (-9999999999999999, -9999999999999990)]
+
+
+@pytest.mark.parametrize("lo,hi", INT_CASES)
+def test_int_range_holds_sixteen_digits_whatever_the_bounds(lo, hi):
+
+    rx = to_regex(int_range(lo, hi))
+    rng = random.Random(f"{lo},{hi}")
+    values = [rng.randrange(-10 ** rng.randrange(1, 18), 10 ** rng.randrange(1, 18)) for _ in range(3000)]
+    values += [b + d for b in (lo, hi, 10 ** 16, -10 ** 16, 0) if b is not None for d in range(-3, 4)]
+    for x in values:
+        want = len(str(abs(x))) <= 16 and (lo is None or x >= lo) and (hi is None or x <= hi)
+        assert bool(rx.match(str(x))) == want, x
+
+
+@pytest.mark.parametrize("bounds,first,last", [
+    ({"exclusiveMinimum": -0.5, "exclusiveMaximum": 0.5}, 0, 0),
+    ({"minimum": -1.5, "maximum": 2.5}, -1, 2), ({"exclusiveMinimum": 3, "maximum": 3.9}, 4, 3),
+    ({"exclusiveMinimum": -1e308}, int(-1e308) + 1, None), ({"minimum": 1e100}, int(1e100), None),
+])
+def test_integer_bounds_are_the_first_and_last_integers_allowed(bounds, first, last):
+    from localgw.chat.numbers import integer_bounds
+
+    assert integer_bounds(bounds) == (first, last)
+
+
+@pytest.mark.parametrize("kind", ["number", "integer"])
+def test_llama_cpp_agrees_on_random_bounds(engine, kind):
+    from localgw.chat.grammars import json_schema_grammar
+    from localgw.chat.numbers import number_bounds
+    from localgw.engine.schema_grammar import JsonSchemaConverter
+
+    rng = random.Random(kind)
+    for _ in range(12):
+        lo, hi = sorted(round(rng.uniform(-1000, 1000), rng.randrange(0, 4)) for _ in range(2))
+        schema = {"type": kind, ("exclusiveMinimum" if rng.random() < 0.5 else "minimum"): lo,
+                  ("exclusiveMaximum" if rng.random() < 0.5 else "maximum"): hi}
+        lo, hi, lo_x, hi_x = number_bounds(schema)
+        if kind == "integer" and math.floor(hi) - math.ceil(lo) < 2:
+            continue
+        g = json_schema_grammar(JsonSchemaConverter(), schema)
+        values = [f"{rng.uniform(lo - 5, hi + 5):.{rng.randrange(0, 4)}f}" for _ in range(25)]
+        values += [repr(lo), repr(hi), str(math.floor(lo)), str(math.ceil(hi))]
+        for text in values:
+            v = Decimal(text)
+            ok = (v > Decimal(repr(lo)) if lo_x else v >= Decimal(repr(lo))) and (
+                v < Decimal(repr(hi)) if hi_x else v <= Decimal(repr(hi)))
+            if kind == "integer":
+                ok = ok and "." not in text and "e" not in text
+            if text.startswith("-") and v == 0:
+                ok = False
+            assert engine.accepts(g, text) == ok, (schema, text)

@@ -1,12 +1,14 @@
 """Fail-closed schema checks, and the integer-range grammar, checked exhaustively."""
 
+import random
 import re
 
 import pytest
 
 from localgw.chat.grammars import json_schema_grammar
+from localgw.chat.numbers import int_range
 from localgw.chat.schema_check import check_schema
-from localgw.engine.schema_grammar import JsonSchemaConverter, int_range
+from localgw.engine.schema_grammar import JsonSchemaConverter
 from localgw.errors import InvalidRequest
 
 
@@ -59,8 +61,18 @@ def _to_regex(expr: str) -> str:
 
 
 @pytest.mark.parametrize("lo,hi", [(0, 0), (0, 9), (1, 100), (5, 1234), (-50, -3), (-7, 12),
-                                   (100, 999), (0, None), (37, None), (None, 5), (None, -4), (10, 10)])
+                                   (100, 999), (0, None), (37, None), (None, 5), (None, -4), (10, 10),
+                                   (0, 539), (-1999, 1099), (0, 1999), (-300, -199), (20, 100)])
 def test_int_range_matches_exactly_the_integers_in_range(lo, hi):
     rx = re.compile("^" + _to_regex(int_range(lo, hi)) + "$")
     for x in range(-2100, 2100):
         assert bool(rx.match(str(x))) == ((lo is None or x >= lo) and (hi is None or x <= hi)), x
+
+
+def test_int_range_matches_exactly_for_random_bounds():
+    rng = random.Random(0)
+    for _ in range(300):
+        lo, hi = sorted(rng.randrange(-3000, 3000) for _ in range(2))
+        rx = re.compile("^" + _to_regex(int_range(lo, hi)) + "$")
+        for x in range(lo - 30, hi + 31):
+            assert bool(rx.match(str(x))) == (lo <= x <= hi), (lo, hi, x)
