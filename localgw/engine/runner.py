@@ -79,8 +79,8 @@ from localgw.engine.sampling import Sampler
 from localgw.engine.threads import default_threads
 from localgw.engine.types import (ChoiceDone, Event, JobFailed, LoadOptions, PromptDone,
                                   SamplingParams, TokenLogprob, TokenText, TopLogprob)
-from localgw.errors import (ContextLengthExceeded, InvalidRequest, ModelFailed, ModelLoadError,
-                            QueueFull, ServiceUnavailable)
+from localgw.errors import (ContextLengthExceeded, InvalidRequest, LocalgwError, ModelFailed,
+                            ModelLoadError, QueueFull, ServiceUnavailable)
 
 log = logging.getLogger("localgw.engine")
 
@@ -489,12 +489,18 @@ class LlamaRunner:
                     and s.seq not in self._copy_from]
             if not idle:
                 return
-            self._start_task(job, idle, events)
+            try:
+                sampler = Sampler(job.params, (job.seed + job.admitted) & 0xFFFFFFFF,
+                                  self._model, self.n_vocab)
+            except Exception as exc:  # noqa: BLE001 - this request's fault, not the model's
+                self._fail_job(job, exc, events)
+                continue
+            self._start_task(job, idle, sampler, events)
             if job.admitted == job.n:
                 self._waiting.popleft()
                 self._dequeue(job)
 
-    def _start_task(self, job: _Job, idle: list[_Slot], events: list) -> None:
+    def _start_task(self, job: _Job, idle: list[_Slot], sampler: Sampler, events: list) -> None:
         prompt = job.prompt
         limit = max(len(prompt) - 2, 0)  # the last two are always evaluated (see the docstring)
         own = {id(s): min(common_prefix(as_tokens(s.tokens), prompt), limit) for s in self._slots}
@@ -535,7 +541,6 @@ class LlamaRunner:
         job.admitted += 1
         params = job.params
         room = self.n_ctx - len(prompt)
-        sampler = Sampler(params, (job.seed + index) & 0xFFFFFFFF, self._model, self.n_vocab)
         task = _Task(job, index, slot, sampler, budget=min(params.max_tokens or room, room),
                      stops=StopMatcher(params.stop))
         slot.task = task
@@ -657,7 +662,7 @@ class LlamaRunner:
             self.prompt_tokens_evaluated += n
             if final:
                 task.state = "generate"
-                self._sample(task, events)
+                self._sample_or_fail(task, events)
             if budget <= 0:
                 break
 
@@ -672,7 +677,25 @@ class LlamaRunner:
             return
         for t in tasks:
             t.slot.tokens.append(t.pending)
-            self._sample(t, events)
+            self._sample_or_fail(t, events)
+
+    def _sample_or_fail(self, task: _Task, events: list) -> None:
+        """Sample a task's next token; a fault there ends that request alone."""
+        try:
+            self._sample(task, events)
+        except Exception as exc:  # noqa: BLE001 - one request's fault, not the model's
+            self._fail_job(task.job, exc, events)
+
+    def _fail_job(self, job: _Job, exc: Exception, events: list) -> None:
+        """End one request with an error: its own (a LocalgwError), or a 500 for a bug. The
+        error goes out before the job's end, and its choices leave their slots."""
+        if not isinstance(exc, LocalgwError):
+            log.exception("a request on %s failed", self.model_id, exc_info=exc)
+            exc = LocalgwError(f"this request failed in the engine ({type(exc).__name__}: {exc})")
+        events.append((job.out, JobFailed(exc)))
+        job.out.cancel()
+        self._end_tasks_of(job, events)
+        self._maybe_finish(job, events)
 
     def _decode_or_make_room(self, tasks: list[_Task], events: list) -> bool:
         """Decode the batch; on failure, free room (or fail) and report False: the caller's

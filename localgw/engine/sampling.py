@@ -37,9 +37,9 @@ from collections import deque
 import llama_cpp
 import numpy as np
 from llama_cpp import _internals as internals
-from llama_cpp.llama_grammar import LlamaGrammar
 
 from localgw.engine.types import SamplingParams
+from localgw.errors import InvalidRequest
 
 PENALTY_LAST_N = 64
 TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])  # llama_token_data
@@ -137,7 +137,13 @@ class Sampler:
             chain.add_penalties(n_vocab, PENALTY_LAST_N, params.repeat_penalty,
                                 params.frequency_penalty, params.presence_penalty)
         if params.grammar:
-            chain.add_grammar(model, LlamaGrammar.from_string(params.grammar, verbose=False))
+            grammar = llama_cpp.llama_sampler_init_grammar(
+                model.vocab, params.grammar.encode("utf-8"), b"root")
+            if not grammar:  # the runner checked it at submit: a cache of it, not this call
+                chain.close()
+                raise InvalidRequest("the grammar built for this request does not compile in "
+                                     "llama.cpp", param="response_format")
+            llama_cpp.llama_sampler_chain_add(chain.sampler, grammar)
         if params.temperature <= 0.0:
             chain.add_greedy()
             return

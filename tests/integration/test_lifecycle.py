@@ -145,3 +145,54 @@ def test_the_grammars_a_model_remembers_are_bounded():
         assert len(runner._good_grammars) == GOOD_GRAMMARS
     finally:
         runner.close()
+
+
+def test_a_fault_in_one_request_ends_that_request_alone(monkeypatch, tmp_path):
+    """A bug that hits one request's sampling fails that request with a 500; the stream beside
+    it runs on, and the model stays loaded."""
+    from localgw.engine import sampling
+
+    real_init, real_sample = sampling.Sampler.__init__, sampling.Sampler.sample
+
+    def init(self, params, seed, *args):
+        real_init(self, params, seed, *args)
+        self.victim = params.seed == 666
+
+    def sample(self, *args):
+        if self.victim:
+            raise RuntimeError("injected fault in one request")
+        return real_sample(self, *args)
+
+    monkeypatch.setattr(sampling.Sampler, "__init__", init)
+    monkeypatch.setattr(sampling.Sampler, "sample", sample)
+    monkeypatch.setenv("LOCALGW_HOME", str(tmp_path))
+    settings = ServerSettings(models=[str(smollm2_path())])
+    with ThreadServer(settings) as server, httpx.Client(base_url=server.url, timeout=60) as http:
+        manager = server.app.state.manager
+        model_id = manager.preload[0]
+        runner = manager.loaded[model_id].runner
+        results = {}
+
+        def run(name, **extra):
+            with http.stream("POST", "/v1/chat/completions",
+                             json=_chat(model_id, stream=True, **extra)) as resp:
+                results[name] = (resp.status_code, [line for line in resp.iter_lines()
+                                                    if line.startswith("data: ")] or [resp.read()])
+
+        bystander = threading.Thread(target=run, args=("bystander",),
+                                     kwargs={"seed": 1, "max_tokens": 60})
+        bystander.start()
+        time.sleep(0.3)
+        run("victim", seed=666, max_tokens=300)
+        bystander.join(60)
+        status, lines = results["victim"]
+        if status == 200:  # the error came after the stream's head: an error frame, [DONE]
+            assert lines[-1] == "data: [DONE]" and "injected fault" in lines[-2]
+        else:
+            assert status == 500 and b"injected fault" in lines[0]
+        status, lines = results["bystander"]
+        assert status == 200 and lines[-1] == "data: [DONE]"
+        assert json.loads(lines[-2][6:])["choices"][0]["finish_reason"] == "length"
+        assert manager.loaded[model_id].runner is runner and runner.broken is None
+        again = http.post("/v1/chat/completions", json=_chat(model_id, max_tokens=4))
+        assert again.status_code == 200
