@@ -130,7 +130,7 @@ def json_call(text: str, pos: int, final: bool, memo: ParseMemo | None = None,
     end = whole.end
     try:
         obj = json.loads(text[pos:end]) if end >= 0 else None
-    except ValueError:
+    except (ValueError, RecursionError):  # nested deeper than json can read: not a call
         obj = None
     if isinstance(obj, dict) and isinstance(obj.get("name"), str):
         args = obj.get("arguments", obj.get("parameters", {}))
@@ -195,7 +195,7 @@ def _xml_part(key: str, raw: str, props: dict) -> str:
     else:
         try:
             value = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than json can read
             value = raw
     return f"{json.dumps(key, ensure_ascii=False)}: {json.dumps(value, ensure_ascii=False)}"
 
