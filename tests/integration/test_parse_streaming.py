@@ -36,7 +36,8 @@ def quote_bias() -> dict[str, float]:
 
 
 class HealthPoller(threading.Thread):
-    """Asks /health again and again until stopped; keeps each answer's status and seconds."""
+    """Asks /health again and again until stopped; keeps each answer's status (or error) and
+    seconds."""
 
     def __init__(self, url: str):
         super().__init__(daemon=True)
@@ -46,7 +47,10 @@ class HealthPoller(threading.Thread):
         with httpx.Client(base_url=self.url, timeout=30) as client:
             while True:  # at least once
                 start = time.perf_counter()
-                status = client.get("/health").status_code
+                try:
+                    status = client.get("/health").status_code
+                except httpx.HTTPError as exc:  # a timeout too: kept, and the test fails on it
+                    status = repr(exc)
                 self.answers.append((status, time.perf_counter() - start))
                 if self.stop.wait(0.05):
                     return
