@@ -3,6 +3,12 @@
 A parser sees the whole text so far, parses it (reasoning, content, tool calls) and sends the
 difference from its last parse: streaming and non-streaming share this one path, so they cannot
 disagree. Parsers only ever extend what they reported before.
+
+The text of one reply only grows, so a MessageParser keeps a memo.ParseMemo for it (and one for
+the part after the reasoning, which the tool parsers see): each parse goes on from what the last
+one found instead of reading the text from its start again, so the Python work of a reply is
+linear in its length however it is streamed (see toolcalls). Calls before the memo's last mark
+are not compared again: they cannot change, and their last difference has been sent.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import secrets
 
 from localgw.chat.formats import ChatFormat
+from localgw.chat.memo import ParseMemo
 from localgw.chat.reasoning import parse_harmony, split_think
 from localgw.chat.toolcalls import PARSERS, Call
 
@@ -33,28 +40,42 @@ class MessageParser:
         self._reasoning = ""
         self._content = ""
         self._calls: list[tuple[str, str, str]] = []  # (id, name, arguments sent)
+        self._settled = 0                  # leading calls that cannot change, all sent
+        self._memo = ParseMemo()           # for self.text
+        self._rest_memo, self._rest_at = ParseMemo(), 0  # for self.text[self._rest_at:]
 
     @property
     def called_tools(self) -> bool:
         return bool(self._calls)
 
-    def _parse(self, final: bool) -> tuple[str, str, list[Call]]:
+    def _parse(self, final: bool) -> tuple[str, str, list[Call], int]:
+        """(reasoning, content, calls, how many leading calls are settled) of the text so far."""
         if self.fmt.reasoning == "harmony":
-            reasoning, content, calls = parse_harmony(self.text, final)
-            return reasoning, content, calls if self.parse_tools else []
+            reasoning, content, calls = parse_harmony(self.text, final, self._memo)
+            if not self.parse_tools:
+                return reasoning, content, [], 0
+            return reasoning, content, calls, self._memo.settled
         reasoning, rest = "", self.text
         if self.parse_reasoning:
-            reasoning, rest = split_think(self.text, *self.fmt.reasoning, self.inside, final)
+            reasoning, rest = split_think(self.text, *self.fmt.reasoning, self.inside, final,
+                                          self._memo)
         if not self.parse_tools:
-            return reasoning, rest, []
-        parsed = PARSERS[self.fmt.tool_format](rest, final, self.tools)
+            return reasoning, rest, [], 0
+        parsed = PARSERS[self.fmt.tool_format](rest, final, self.tools, self._memo_for(rest))
         content = parsed.content
         if parsed.calls or not final:  # whitespace before a (possible) call is not content
             content = content.rstrip()
-        return reasoning, content, parsed.calls
+        return reasoning, content, parsed.calls, self._rest_memo.settled
+
+    def _memo_for(self, rest: str) -> ParseMemo:
+        """The memo of `rest`, a suffix of the text: a new one when it starts somewhere new."""
+        at = len(self.text) - len(rest)
+        if at != self._rest_at:
+            self._rest_memo, self._rest_at = ParseMemo(), at
+        return self._rest_memo
 
     def _diff(self, final: bool) -> list[dict]:
-        reasoning, content, calls = self._parse(final)
+        reasoning, content, calls, settled = self._parse(final)
         out = []
         if reasoning.startswith(self._reasoning) and len(reasoning) > len(self._reasoning):
             piece = reasoning[len(self._reasoning):]
@@ -63,7 +84,8 @@ class MessageParser:
         if content.startswith(self._content) and len(content) > len(self._content):
             out.append({"content": content[len(self._content):]})
             self._content = content
-        for i, call in enumerate(calls):
+        for i in range(self._settled, len(calls)):
+            call = calls[i]
             if i == len(self._calls):
                 call_id = f"call_{secrets.token_hex(12)}"
                 out.append({"tool_calls": [{"index": i, "id": call_id, "type": "function",
@@ -74,6 +96,7 @@ class MessageParser:
                 out.append({"tool_calls": [{"index": i, "function": {
                     "arguments": call.arguments[len(sent):]}}]})
                 self._calls[i] = (call_id, name, call.arguments)
+        self._settled = settled
         return out
 
     def feed(self, text: str) -> list[dict]:

@@ -1,30 +1,40 @@
-"""Split a model's chain of thought out of its reply. Pure functions of the text so far."""
+"""Split a model's chain of thought out of its reply. Pure functions of the text so far.
+
+Like the tool-call parsers (see toolcalls), these take an optional `memo` kept for one growing
+text: the search for a closing tag goes on from where it stopped, and parse_harmony starts after
+the last message whose end it has seen. The result is the same with or without a kept memo.
+"""
 
 from __future__ import annotations
 
-from localgw.chat.toolcalls import Call, _args, _held_marker
+import re
+
+from localgw.chat.memo import ParseMemo
+from localgw.chat.toolcalls import Call, _args, _held_marker, _starts_marker
 
 _WS = " \t\r\n"
+_WS_RUN = re.compile(r"[ \t\r\n]*")
 
 
 def split_think(text: str, open_tag: str, close_tag: str, inside: bool,
-                final: bool) -> tuple[str, str]:
+                final: bool, memo: ParseMemo | None = None) -> tuple[str, str]:
     """(reasoning, rest) for `<think>…</think>`-style blocks.
 
     `inside`: the prompt already opened the block, so the output may hold only the closing tag.
     Reasoning loses its surrounding whitespace; trailing whitespace is held back until it is
     known not to be the end, so streamed pieces always add up to the final text.
     """
+    memo = ParseMemo() if memo is None else memo
     start = 0
     if not inside:
-        body = text.lstrip(_WS)
-        if body.startswith(open_tag):
-            start = len(text) - len(body) + len(open_tag)
-        elif not final and open_tag.startswith(body):
+        first = memo.skip(_WS_RUN, text, 0)
+        if text.startswith(open_tag, first):
+            start = first + len(open_tag)
+        elif not final and (first == len(text) or _starts_marker(text, first, open_tag)):
             return "", ""
         else:
             return "", text
-    close = text.find(close_tag, start)
+    close = memo.find(text, close_tag, start)
     if close < 0:
         reasoning = text[start:]
         if not final:
@@ -40,17 +50,23 @@ H_START, H_CHANNEL, H_MESSAGE = "<|start|>", "<|channel|>", "<|message|>"
 H_ENDS = ("<|end|>", "<|call|>", "<|return|>", "<|start|>")
 
 
-def parse_harmony(text: str, final: bool) -> tuple[str, str, list[Call]]:
+def parse_harmony(text: str, final: bool,
+                  memo: ParseMemo | None = None) -> tuple[str, str, list[Call]]:
     """(reasoning, content, calls) of a harmony-format reply."""
-    reasoning, content, calls = "", "", []
-    pos = 0
+    memo = ParseMemo() if memo is None else memo
+    resumed = memo.resume("harmony")
     recipient = ""
-    if not text.startswith((H_CHANNEL, H_START)) and H_CHANNEL in text:
-        # the prompt ends with `<|start|>assistant`: a reply may open with ` to=functions.X`
-        recipient, pos = text[:text.find(H_CHANNEL)], text.find(H_CHANNEL)
+    if resumed is None:
+        reasoning, content, calls, pos = "", "", [], 0
+        if not text.startswith((H_CHANNEL, H_START)) and (at := memo.find(text, H_CHANNEL)) >= 0:
+            # the prompt ends with `<|start|>assistant`: a reply may open with ` to=functions.X`
+            recipient, pos = text[:at], at
+    else:
+        pos, calls, (reasoning, content) = resumed
+        pos = _past_end_markers(text, pos)
     while pos < len(text):
         if text.startswith(H_START, pos):
-            nxt = text.find(H_CHANNEL, pos)
+            nxt = memo.find(text, H_CHANNEL, pos)
             if nxt < 0:
                 break
             recipient, pos = text[pos + len(H_START):nxt], nxt
@@ -59,13 +75,13 @@ def parse_harmony(text: str, final: bool) -> tuple[str, str, list[Call]]:
             if final or not any(m.startswith(rest) for m in (H_CHANNEL, H_START)):
                 content += rest
             break
-        head_end = text.find(H_MESSAGE, pos)
+        head_end = memo.find(text, H_MESSAGE, pos)
         if head_end < 0:
             break
         header = text[pos + len(H_CHANNEL):head_end] + " " + recipient
         recipient = ""
         body_start = head_end + len(H_MESSAGE)
-        ends = [i for i in (text.find(m, body_start) for m in H_ENDS) if i >= 0]
+        ends = [i for i in (memo.find(text, m, body_start) for m in H_ENDS) if i >= 0]
         body_end = min(ends) if ends else len(text)
         body = text[body_start:body_end]
         if not ends and not final:
@@ -73,7 +89,8 @@ def parse_harmony(text: str, final: bool) -> tuple[str, str, list[Call]]:
         channel = header.split()[0] if header.split() else ""
         if "to=functions." in header:
             name = header.split("to=functions.", 1)[1].split()[0].split("<")[0]
-            args, _, done = _args(text[:body_start + len(body)], body_start, final or bool(ends))
+            args, _, done = _args(text, body_start, final or bool(ends), memo,
+                                  body_start + len(body))
             calls.append(Call(name, args, done))
         elif channel == "analysis":
             reasoning += body
@@ -81,8 +98,14 @@ def parse_harmony(text: str, final: bool) -> tuple[str, str, list[Call]]:
             content += body
         if not ends:
             break
-        pos = body_end
-        for m in ("<|end|>", "<|call|>", "<|return|>"):
-            if text.startswith(m, pos):
-                pos += len(m)
+        memo.mark("harmony", body_end, calls, reasoning, content)
+        pos = _past_end_markers(text, body_end)
     return reasoning, content, calls
+
+
+def _past_end_markers(text: str, pos: int) -> int:
+    """Where the next message starts after the end markers of one that ended at `pos`."""
+    for m in ("<|end|>", "<|call|>", "<|return|>"):
+        if text.startswith(m, pos):
+            pos += len(m)
+    return pos

@@ -244,3 +244,12 @@ def test_every_tool_template_parses_its_own_format(template, scenario):
     for cut in range(1, len(text)):
         assert run(template, text, pieces=[text[:cut], text[cut:]])[0] == whole
     assert run(template, text, pieces=list(text))[0] == whole
+
+
+def test_arguments_nested_deeper_than_json_reads_are_not_a_crash():
+    deep = "[" * 100_000 + "]" * 100_000
+    xml = f"<tool_call>\n<function=add>\n<parameter=a>\n{deep}\n</parameter>\n</function>\n</tool_call>"
+    message, _ = run("Qwen3-Coder.jinja", xml)
+    assert json.loads(message["tool_calls"][0]["function"]["arguments"]) == {"a": deep}  # as written
+    message, _ = run("meta-llama-Llama-3.1-8B-Instruct.jinja", f'{{"x": {deep}, "name": "add"}}')
+    assert "tool_calls" not in message and message["content"].startswith('{"x": [[[')
