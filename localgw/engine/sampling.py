@@ -4,8 +4,8 @@
 runs (about 100 us for SmolLM2's 49k vocabulary on the development VM). Two common chains pay
 much more than their result needs, so they start in numpy and stay in llama.cpp after that:
 
-- greedy alone (temperature 0; no grammar, bias or penalty): the first largest logit of the row,
-  which is what llama.cpp's greedy sampler picks. 12 us instead of 122.
+- greedy (temperature 0, no logit bias): the first largest logit of the row, which is what
+  llama.cpp's greedy sampler picks. 12 us instead of 122.
 - top_p with top_k off (the recommended settings of SmolLM2, Llama 3, DeepSeek R1, which
   localgw applies when a request sends no top_k): llama.cpp's top_p sorts the whole vocabulary
   whenever the nucleus is larger than 256 tokens, with buckets over logits -10..10 that raw
@@ -25,8 +25,18 @@ Repetition penalties (frequency, presence, repeat; localgw's default repeat pena
 them) are applied the same way in numpy when a shortcut runs: llama.cpp's penalties sampler
 rule (a logit above zero divided by the repeat penalty, one below multiplied; then the
 frequency and presence terms) on a copy of the row, for the tokens sampled within the last
-PENALTY_LAST_N, before the shortcut reads it. Grammars and logit bias come before top_p in the
-chain, so either keeps the whole chain (penalties included) in llama.cpp.
+PENALTY_LAST_N, before the shortcut reads it. Logit bias comes before top_p in the chain, so
+it keeps the whole chain (penalties included) in llama.cpp.
+
+A grammar is not in the chain: checking all of a vocabulary against it costs more than the
+decode step (every token's text run through the grammar's stacks). As in llama.cpp's own
+`common_sampler_sample`, the chain picks a token from the whole row first and the grammar
+checks that one token; only when it refuses is the row filtered by the grammar (refused
+tokens at -inf) and the choice made again on what is left. A greedy choice is the same either
+way; with truncation (top_k, top_p, min_p) an accepted first pick comes from the truncated
+unconstrained distribution, as in llama.cpp's server. Either way the chosen token is accepted
+into the grammar, and a grammar that allows no token at all fails the request, never the
+process (llama.cpp would throw from `accept`).
 """
 
 from __future__ import annotations
@@ -116,15 +126,18 @@ class Penalties:
 
 class Sampler:
     """One request's sampler. `sample` picks the next token from row `index` of the context's
-    last batch; `row` is that row of logits as a numpy view."""
+    last batch; `row` is that row of logits as a numpy view (when `needs_row`)."""
 
     def __init__(self, params: SamplingParams, seed: int, model, n_vocab: int):
         self.chain = chain = internals.LlamaSampler()
+        self.grammar = None  # a llama_sampler of its own, checked after the chain (docstring)
         self.shortcut: str | None = None
         self.penalties: Penalties | None = None
         self.top_p = params.top_p
-        plain = not params.logit_bias and not params.grammar
-        if plain and (params.temperature <= 0.0 or (params.top_p < 1.0 and params.top_k <= 0)):
+        self.n_vocab = n_vocab
+        self._cands: np.ndarray | None = None  # every token, for the chain or the grammar
+        if not params.logit_bias and (params.temperature <= 0.0
+                                      or (params.top_p < 1.0 and params.top_k <= 0)):
             self.shortcut = "greedy" if params.temperature <= 0.0 else "nucleus"
         penalized = (params.repeat_penalty != 1.0 or params.frequency_penalty
                      or params.presence_penalty)
@@ -137,13 +150,13 @@ class Sampler:
             chain.add_penalties(n_vocab, PENALTY_LAST_N, params.repeat_penalty,
                                 params.frequency_penalty, params.presence_penalty)
         if params.grammar:
-            grammar = llama_cpp.llama_sampler_init_grammar(
+            self.grammar = llama_cpp.llama_sampler_init_grammar(
                 model.vocab, params.grammar.encode("utf-8"), b"root")
-            if not grammar:  # the runner checked it at submit: a cache of it, not this call
+            if not self.grammar:  # the runner checked it at submit: a cache of it, not this call
                 chain.close()
                 raise InvalidRequest("the grammar built for this request does not compile in "
                                      "llama.cpp", param="response_format")
-            llama_cpp.llama_sampler_chain_add(chain.sampler, grammar)
+            self._one = np.zeros(1, TOKEN_DATA)
         if params.temperature <= 0.0:
             chain.add_greedy()
             return
@@ -161,25 +174,69 @@ class Sampler:
 
     @property
     def needs_row(self) -> bool:
-        return self.shortcut is not None
+        return self.shortcut is not None or self.grammar is not None
 
     def sample(self, ctx, index: int, row: np.ndarray | None) -> int:
-        if self.shortcut is None:
+        if self.shortcut is None and self.grammar is None:
             return llama_cpp.llama_sampler_sample(self.chain.sampler, ctx, index)
         if self.penalties is not None:
             row = self.penalties.apply(row)
-        if self.shortcut == "greedy":
-            token = int(row.argmax())
-        else:
-            cands = nucleus(row, self.top_p, self._scratch)
-            arr = llama_cpp.llama_token_data_array(
-                cands.ctypes.data_as(llama_cpp.llama_token_data_p), cands.size, -1, True)
-            llama_cpp.llama_sampler_apply(self.chain.sampler, ctypes.byref(arr))
-            token = int(cands["id"][arr.selected])
-            llama_cpp.llama_sampler_accept(self.chain.sampler, token)
+        token = self._pick(row)
+        if self.grammar is not None and not self._allowed(token):
+            token = self._pick(self._grammar_row(row))
+        llama_cpp.llama_sampler_accept(self.chain.sampler, token)
+        if self.grammar is not None:
+            llama_cpp.llama_sampler_accept(self.grammar, token)
         if self.penalties is not None:
             self.penalties.accept(token)
         return token
 
+    def _pick(self, row: np.ndarray) -> int:
+        """The chain's choice from a row of logits (not yet accepted)."""
+        if self.shortcut == "greedy":
+            return int(row.argmax())
+        if self.shortcut == "nucleus":
+            cands = nucleus(row, self.top_p, self._scratch)
+            sorted_ = True
+        else:
+            cands, sorted_ = self._every_token(row), False
+        arr = llama_cpp.llama_token_data_array(
+            cands.ctypes.data_as(llama_cpp.llama_token_data_p), cands.size, -1, sorted_)
+        llama_cpp.llama_sampler_apply(self.chain.sampler, ctypes.byref(arr))
+        return int(cands["id"][arr.selected])
+
+    def _every_token(self, row: np.ndarray) -> np.ndarray:
+        """Every token with its logit, in id order (the samplers reorder it in place)."""
+        if self._cands is None:
+            self._cands = np.empty(self.n_vocab, TOKEN_DATA)
+        cands = self._cands
+        cands["id"] = np.arange(self.n_vocab)
+        cands["logit"] = row
+        cands["p"] = 0.0
+        return cands
+
+    def _allowed(self, token: int) -> bool:
+        one = self._one
+        one["id"], one["logit"], one["p"] = token, 1.0, 0.0
+        arr = llama_cpp.llama_token_data_array(
+            one.ctypes.data_as(llama_cpp.llama_token_data_p), 1, -1, False)
+        llama_cpp.llama_sampler_apply(self.grammar, ctypes.byref(arr))
+        return bool(np.isfinite(one["logit"][0]))
+
+    def _grammar_row(self, row: np.ndarray) -> np.ndarray:
+        """`row` with every token the grammar refuses here at -inf."""
+        cands = self._every_token(row)
+        arr = llama_cpp.llama_token_data_array(
+            cands.ctypes.data_as(llama_cpp.llama_token_data_p), cands.size, -1, False)
+        llama_cpp.llama_sampler_apply(self.grammar, ctypes.byref(arr))
+        logits = cands["logit"].copy()  # id order: the grammar only marks, it does not reorder
+        if not np.isfinite(logits.max()):
+            raise InvalidRequest("the output's grammar allows no token of this model's "
+                                 "vocabulary here; simplify the schema")
+        return logits
+
     def close(self) -> None:
         self.chain.close()
+        if self.grammar is not None:
+            llama_cpp.llama_sampler_free(self.grammar)
+            self.grammar = None
