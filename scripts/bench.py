@@ -13,7 +13,8 @@
 Cases (issue 10): time to first token (TTFT) and decode tok/s of one stream after a short and after
 a ~1,500-token prompt; 2 and 4 conversations taking turns (a ~500-token system note each, 6 turns,
 round robin): TTFT of turn 1 and the median of turns 2-6; 4 concurrent streams: aggregate tok/s
-and the slowest stream's time. The two sides alternate trial by trial and never generate at the
+and the slowest stream's time; one stream under a `json_schema` response format (decoding under
+a grammar). The two sides alternate trial by trial and never generate at the
 same time (on a small machine they would only slow each other); medians are reported. Temperature 0,
 fixed max_tokens, a fresh nonce in every prompt: nothing is reused across trials except within a
 conversation, which is what that case measures.
@@ -164,6 +165,18 @@ def concurrent_streams(side, n: int = STREAMS) -> dict:
             "slowest_s": max(r["end"] for r in results)}
 
 
+STRUCTURED = {"type": "json_schema", "json_schema": {"name": "prices", "schema": {
+    "type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": {
+        "type": "object", "required": ["name", "price"],
+        "properties": {"name": {"type": "string"}, "price": {"type": "number"}}}}}}}}
+
+
+def structured_stream(side) -> dict:
+    r = side.stream(messages("List fruits and their prices as JSON."), DECODE_TOKENS,
+                    response_format=STRUCTURED)
+    return {"ttft_ms": r["ttft_ms"], "decode_tps": r["decode_tps"]}
+
+
 def interleaved(sides: list, trial, repeats: int) -> dict[str, list[dict]]:
     """The same trial on each side in turn, repeats times: drift on a busy machine hits all alike."""
     runs: dict = {s.name: [] for s in sides}
@@ -201,6 +214,11 @@ def run_cases(sides: list, repeats: int) -> dict:
     for name, rs in trials[case].items():
         rows[name][f"{case}: aggregate tok/s"] = med(r["aggregate_tps"] for r in rs)
         rows[name][f"{case}: slowest s"] = med(r["slowest_s"] for r in rs)
+    case = "json_schema stream"
+    trials[case] = interleaved(able, structured_stream, repeats)
+    for name, rs in trials[case].items():
+        rows[name][f"{case}: TTFT ms"] = med(r["ttft_ms"] for r in rs)
+        rows[name][f"{case}: decode tok/s"] = med(r["decode_tps"] for r in rs)
     return {"rows": rows, "trials": trials}
 
 
