@@ -67,8 +67,9 @@ BLOCKS = {"text": TextBlock, "tool_use": ToolUseBlock, "tool_result": ToolResult
 
 
 def _block_kind(value) -> str | None:
+    """The block's tag; None (an "unsupported block" 400) for anything else, an object included."""
     kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return kind if kind in BLOCKS else None
+    return kind if isinstance(kind, str) and kind in BLOCKS else None
 
 
 Block = Annotated[Union[tuple(Annotated[cls, Tag(kind)] for kind, cls in BLOCKS.items())],

@@ -73,10 +73,13 @@ class ReasoningItem(_Body):
         return "".join(p.text for p in (self.content or self.summary))
 
 
+ITEM_KINDS = ("message", "function_call", "function_call_output", "reasoning")
+
+
 def _item_kind(value) -> str | None:
+    """The item's tag (`message` when absent); None (an "unsupported item" 400) for anything else."""
     kind = value.get("type", "message") if isinstance(value, dict) else getattr(value, "type", None)
-    return kind if kind in ("message", "function_call", "function_call_output",
-                            "reasoning") else None
+    return kind if isinstance(kind, str) and kind in ITEM_KINDS else None
 
 
 Item = Annotated[Union[Annotated[MessageItem, Tag("message")],
