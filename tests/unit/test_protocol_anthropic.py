@@ -89,6 +89,20 @@ def test_bad_requests_are_400s_that_say_what_is_wrong(body, words):
         assert word in err.value.message
 
 
+@pytest.mark.parametrize("body, param", [
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": 1}]}]},
+     "messages[0].content[0].text"),
+    ({"messages": [{"role": "user", "content": [{"type": {}, "text": "hi"}]}]},
+     "messages[0].content[0]"),
+    ({"tool_choice": {"type": "tool", "name": 1}}, "tool_choice.name"),
+])
+def test_a_bad_value_inside_a_block_names_its_field(body, param):
+    base = {"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    with pytest.raises(InvalidRequest) as err:
+        parse_body(MessagesRequest, json.dumps(base | body).encode())
+    assert err.value.param == param
+
+
 HOSTILE_TAGS = [{}, [], ["text"], {"type": "text"}, 0, 1.5, True]  # null is "absent" for some
 
 

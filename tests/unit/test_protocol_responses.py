@@ -71,6 +71,18 @@ def test_unsupported_items_and_unnamed_function_tools_are_400s():
         chat(request(input=[]))
 
 
+@pytest.mark.parametrize("body, param", [
+    ({"input": [{"type": "function_call", "call_id": 1, "name": "f", "arguments": "{}"}]},
+     "input[0].call_id"),
+    ({"input": [{"type": {}}]}, "input[0]"),
+    ({"tool_choice": {"type": "function", "name": 1}}, "tool_choice.name"),
+])
+def test_a_bad_value_inside_an_item_names_its_field(body, param):
+    with pytest.raises(InvalidRequest) as err:
+        request(**body)
+    assert err.value.param == param
+
+
 HOSTILE_TAGS = [{}, [], ["message"], {"type": "message"}, 0, 1.5, True]  # null is "absent" for some
 
 
