@@ -34,6 +34,7 @@ SEED = os.environ.get("LOCALGW_FUZZ_SEED")
 ARRAY_CAP = 3  # drawn arrays stay short: drawing a body costs more than the server's answer
 MAX_TOKENS = 4  # the hook's cap: enough to decode, small enough for many cases a minute
 TOKEN_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+TAG_KEYS = ("type", "role")
 ANTHROPIC = ("/v1/messages", "/v1/messages/count_tokens")
 LAST_EVENTS = {"/v1/messages": {"message_stop", "error"},
                "/v1/responses": {"response.completed", "response.incomplete", "response.failed",
@@ -83,6 +84,7 @@ def places(body, at: tuple = ()):
 
 
 def put(body, at: tuple, value):
+    """A copy of `body` with `value` at the place `at`."""
     if not at:
         return value
     body = copy.deepcopy(body)
@@ -94,11 +96,14 @@ def put(body, at: tuple, value):
 
 
 def mutated(valid: st.SearchStrategy) -> st.SearchStrategy:
-    """A valid body with one value, at any depth, replaced by any JSON value."""
+    """A valid body with one value, at any depth, replaced by any JSON value; half the time the
+    value is a `type` or `role`, which picks what kind of block, item or turn the rest is."""
     @st.composite
     def draw(draw_):
         body = draw_(valid)
-        at = draw_(st.sampled_from(list(places(body))), label="place")
+        every = list(places(body))
+        tags = [at for at in every if at and at[-1] in TAG_KEYS]
+        at = draw_(st.sampled_from(every) | st.sampled_from(tags or every), label="place")
         return put(body, at, draw_(odd_values | json_values, label="value"))
     return draw()
 

@@ -33,7 +33,7 @@ TAGS = {
 TAGS["/v1/messages/count_tokens"] = TAGS["/v1/messages"]
 ODD = [{}, [], [{}], 1, 1.5, True]
 
-# 5xx answers the fuzz found (server error, before the fix), by route
+# 5xx answers found by the fuzz and by hand (server errors before their fixes)
 FOUND = [
     ("/v1/messages", ("messages", 0, "content"), [{"type": {}, "data": ""}]),
     ("/v1/messages/count_tokens", ("messages", 0, "content"), [{"type": {}, "data": ""}]),
