@@ -179,13 +179,23 @@ def hub_fetcher(endpoint: str | None, token: str | None, revision: str | None):
                                "HF_HUB_OFFLINE=1 to use only what is cached") from None
             raise
         check_files(repo, files)
-        card = info.card_data
-        license_ = None
-        if card is not None:
-            license_ = getattr(card, "license", None) or (card.get("license") if hasattr(card, "get") else None)
-        return RepoListing(repo, commit, files, license_)
+        return RepoListing(repo, commit, files, _licence(info.card_data))
 
     return fetch
+
+
+def _licence(card) -> str | None:
+    """The model card's licence as one printable line (a card may list several; a bad mirror
+    may send anything, and it is printed to the terminal)."""
+    if card is None:
+        return None
+    value = getattr(card, "license", None) or (card.get("license") if hasattr(card, "get") else None)
+    if isinstance(value, list):
+        value = ", ".join(v for v in value if isinstance(v, str))
+    if not isinstance(value, str):
+        return None
+    text = "".join(c for c in value if c.isprintable())[:200]
+    return text or None
 
 
 def offline() -> bool:

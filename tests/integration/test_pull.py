@@ -309,3 +309,11 @@ def test_a_revision_or_repo_id_that_would_leave_the_cache_is_refused(hub, env, t
         assert len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert files_under(tmp_path) - before == set()
     assert hub.log == []
+
+
+def test_a_licence_from_the_hub_is_kept_as_one_printable_line(hub, env):
+    hub.add("org/Lic-GGUF", {"lic-Q4_K_M.gguf": tiny_gguf()},
+            license=["mit", "apache-2.0\x1b[2J\nEVIL"])
+    out = pull(env, "org/Lic-GGUF", "--dry-run", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["license"] == "mit, apache-2.0[2JEVIL"
