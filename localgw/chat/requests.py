@@ -6,6 +6,7 @@ A validation failure becomes a 400 naming the offending `param`; unknown fields 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import Annotated, Any, Literal, Protocol
 
@@ -18,7 +19,16 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
 
+def _text_part_schema(schema: dict) -> None:
+    """What a part must be to pass `_text_only`, for /openapi.json (the model reads any type, to
+    name it in the error)."""
+    schema["properties"].update(type={"const": "text", "type": "string"}, text={"type": "string"})
+    schema["required"] = ["type", "text"]
+
+
 class TextPart(_Body):
+    model_config = ConfigDict(extra="ignore", strict=True, json_schema_extra=_text_part_schema)
+
     type: str
     text: str | None = None
 
@@ -108,6 +118,7 @@ class StreamOptions(_Body):
     include_usage: bool = False
 
 
+TOKEN_ID = r"^-?[0-9]{1,12}$"
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
 
@@ -128,7 +139,8 @@ class SamplingFields(_Body):
     presence_penalty: Penalty | None = None
     repetition_penalty: Annotated[float, Field(gt=0.0)] | None = None
     repeat_penalty: Annotated[float, Field(gt=0.0)] | None = None
-    logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = None
+    logit_bias: Annotated[dict[str, Annotated[float, Field(ge=-100, le=100)]] | None,
+                          Field(json_schema_extra={"propertyNames": {"pattern": TOKEN_ID}})] = None
     n: Annotated[int, Field(ge=1, le=8)] = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -154,7 +166,7 @@ class SamplingFields(_Body):
     @classmethod
     def _token_ids(cls, value):
         for key in value or {}:
-            if not key.lstrip("-").isdigit():
+            if not re.fullmatch(TOKEN_ID, key):  # ASCII digits: str.isdigit() takes '²' too
                 raise ValueError(f"logit_bias keys must be token ids, got {key!r}")
         return value
 
@@ -205,6 +217,8 @@ def _param(loc: tuple) -> str | None:
         elif part in ("str", "list[str]", "list[TextPart]", "function-after[_text_only(), TextPart]"):
             continue  # union branch names are noise to a user
         elif "[" in str(part) or str(part).startswith(("function-", "constrained-", "literal[")):
+            continue
+        elif str(part)[:1].isupper():  # a union branch named by its model (fields are lower case)
             continue
         else:
             out += ("." if out else "") + str(part)

@@ -15,11 +15,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+from urllib.parse import quote
 
 import httpx
 
 from localgw.errors import HubError
-from localgw.hub.cache import blob_path, link_snapshot, write_ref
+from localgw.hub.cache import blob_path, link_snapshot, partial_path, snapshot_path, write_ref
 from localgw.hub.select import RepoFile
 
 CHUNK = 1 << 20
@@ -42,9 +43,19 @@ def _hash_prefix(path: Path) -> "hashlib._Hash":
     return h
 
 
+def check_job(cache: Path, job: Job) -> None:
+    """Refuse (HubError) a job whose blob or snapshot link would not be a path in its repo."""
+    if not job.file.sha256:
+        raise HubError(f"{job.repo}/{job.file.path} has no LFS sha256 on the Hub: cannot verify it")
+    blob_path(cache, job.repo, job.file.sha256)
+    snapshot_path(cache, job.repo, job.commit, job.file.path)
+
+
 def already_have(cache: Path, job: Job) -> bool:
-    blob = blob_path(cache, job.repo, job.file.sha256 or "")
-    return bool(job.file.sha256) and blob.is_file() and blob.stat().st_size == job.file.size
+    if not job.file.sha256:
+        return False
+    blob = blob_path(cache, job.repo, job.file.sha256)
+    return blob.is_file() and blob.stat().st_size == job.file.size
 
 
 def check_disk(cache: Path, jobs: list[Job]) -> None:
@@ -52,7 +63,7 @@ def check_disk(cache: Path, jobs: list[Job]) -> None:
     for job in jobs:
         if already_have(cache, job):
             continue
-        partial = blob_path(cache, job.repo, job.file.sha256 or "x").with_suffix(".incomplete")
+        partial = partial_path(cache, job.repo, job.file.sha256)
         have = partial.stat().st_size if partial.exists() else 0
         need += max(job.file.size - have, 0)
     cache.mkdir(parents=True, exist_ok=True)
@@ -74,8 +85,7 @@ class Downloader:
     def fetch(self, job: Job) -> Path:
         """Download one file (or find it cached), verify it, link it into the snapshot."""
         f = job.file
-        if not f.sha256:
-            raise HubError(f"{job.repo}/{f.path} has no LFS sha256 on the Hub: cannot verify it")
+        check_job(self.cache, job)
         blob = blob_path(self.cache, job.repo, f.sha256)
         if not already_have(self.cache, job):
             blob.parent.mkdir(parents=True, exist_ok=True)
@@ -84,8 +94,8 @@ class Downloader:
 
     def _download(self, job: Job, blob: Path) -> None:
         f = job.file
-        partial = blob.with_name(blob.name + ".incomplete")
-        url = f"{self.endpoint}/{job.repo}/resolve/{job.commit}/{f.path}"
+        partial = partial_path(self.cache, job.repo, f.sha256)
+        url = f"{self.endpoint}/{job.repo}/resolve/{job.commit}/{quote(f.path)}"
         digest = _Digest()  # hashed while writing: no second read of a 5 GB file at the end
         problem: Exception | None = None
         for attempt in range(RETRIES):
@@ -182,6 +192,8 @@ class _Digest:
 
 def download_all(endpoint: str, headers: dict[str, str], cache: Path, jobs: list[Job],
                  revision: str, on_bytes: Callable[[int], None] = lambda n: None) -> list[Path]:
+    for job in jobs:  # every name is checked before the first byte is written
+        check_job(cache, job)
     check_disk(cache, jobs)
     downloader = Downloader(endpoint, headers, cache, on_bytes)
     paths = [downloader.fetch(job) for job in jobs]

@@ -12,6 +12,7 @@ from localgw.errors import HubError
 from localgw.gguf import read_gguf
 from localgw.hub.cache import cached_fetcher
 from localgw.hub.download import Job, already_have, download_all
+from localgw.hub.names import check_revision
 from localgw.hub.resolve import PullRef, Resolved, hub_fetcher, offline, parse_ref, resolve
 from localgw.store import Manifest, ModelFile, ModelStore, manifest_from_gguf
 
@@ -72,7 +73,9 @@ def fetch_generation_config(repo: str, headers: dict[str, str]) -> dict | None:
 
 
 def plan(ref: PullRef, revision: str | None = None) -> PullPlan:
+    """Resolve `ref` (offline: from the cache only) and count the bytes still to download."""
     cache = config.hf_hub_cache()
+    check_revision(revision)
     if offline():
         try:
             resolved = resolve(ref, cached_fetcher(cache, revision))

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 
 from localgw.errors import HubError, InvalidRequest
 from localgw.hub.catalog import catalog_entry, naming_rule_repos
+from localgw.hub.names import check_commit, check_files, repo_id_problem
 from localgw.hub.select import (DEFAULT_QUANT, FALLBACK_QUANTS, RepoFile, Selection,
                                 available_quants, model_files, select_file, select_quant)
 
 _PREFIXES = ("https://huggingface.co/", "http://huggingface.co/", "huggingface.co/", "hf.co/")
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,7 @@ def parse_ref(ref: str, quant: str | None = None) -> PullRef:
     tag = None
     if ":" in text:
         text, tag = text.split(":", 1)
-    if not _REPO_ID.match(text):
+    if repo_id_problem(text):
         raise InvalidRequest(f"{ref!r} is not a Hugging Face model id (expected org/name, e.g. "
                              "Qwen/Qwen2.5-7B-Instruct or bartowski/Qwen2.5-7B-Instruct-GGUF:Q5_K_M)")
     if tag and quant and tag.lower() != quant.lower():
@@ -154,7 +153,7 @@ def hub_fetcher(endpoint: str | None, token: str | None, revision: str | None):
     def fetch(repo: str) -> RepoListing | None:
         try:
             info = api.model_info(repo, revision=revision)
-            commit = info.sha
+            commit = check_commit(repo, info.sha)  # it names a folder: checked before any use
             entries = api.list_repo_tree(repo, revision=commit, recursive=True)
             files = [RepoFile(e.path, e.lfs.size if e.lfs else e.size,
                               e.lfs.sha256 if e.lfs else None)
@@ -179,13 +178,24 @@ def hub_fetcher(endpoint: str | None, token: str | None, revision: str | None):
                                f"({type(exc).__name__}); check the network or set "
                                "HF_HUB_OFFLINE=1 to use only what is cached") from None
             raise
-        card = info.card_data
-        license_ = None
-        if card is not None:
-            license_ = getattr(card, "license", None) or (card.get("license") if hasattr(card, "get") else None)
-        return RepoListing(repo, commit, files, license_)
+        check_files(repo, files)
+        return RepoListing(repo, commit, files, _licence(info.card_data))
 
     return fetch
+
+
+def _licence(card) -> str | None:
+    """The model card's licence as one printable line (a card may list several; a bad mirror
+    may send anything, and it is printed to the terminal)."""
+    if card is None:
+        return None
+    value = getattr(card, "license", None) or (card.get("license") if hasattr(card, "get") else None)
+    if isinstance(value, list):
+        value = ", ".join(v for v in value if isinstance(v, str))
+    if not isinstance(value, str):
+        return None
+    text = "".join(c for c in value if c.isprintable())[:200]
+    return text or None
 
 
 def offline() -> bool:

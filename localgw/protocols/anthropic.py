@@ -67,11 +67,13 @@ BLOCKS = {"text": TextBlock, "tool_use": ToolUseBlock, "tool_result": ToolResult
 
 
 def _block_kind(value) -> str | None:
+    """The block's model name (its union tag: error locations leave it out, as `_param` leaves out
+    every union branch); None, an "unsupported block" 400, for any other type, an object too."""
     kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return kind if kind in BLOCKS else None
+    return BLOCKS[kind].__name__ if isinstance(kind, str) and kind in BLOCKS else None
 
 
-Block = Annotated[Union[tuple(Annotated[cls, Tag(kind)] for kind, cls in BLOCKS.items())],
+Block = Annotated[Union[tuple(Annotated[cls, Tag(cls.__name__)] for cls in BLOCKS.values())],
                   Discriminator(_block_kind, custom_error_type="unsupported_block",
                                 custom_error_message="unsupported content block type: this "
                                 "server reads text, tool_use, tool_result and thinking blocks "

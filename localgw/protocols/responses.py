@@ -73,16 +73,18 @@ class ReasoningItem(_Body):
         return "".join(p.text for p in (self.content or self.summary))
 
 
+ITEM_TYPES = {"message": MessageItem, "function_call": FunctionCallItem,
+              "function_call_output": FunctionCallOutputItem, "reasoning": ReasoningItem}
+
+
 def _item_kind(value) -> str | None:
+    """The item's model name (its union tag), `message` when absent; None, an "unsupported item"
+    400, for any other type."""
     kind = value.get("type", "message") if isinstance(value, dict) else getattr(value, "type", None)
-    return kind if kind in ("message", "function_call", "function_call_output",
-                            "reasoning") else None
+    return ITEM_TYPES[kind].__name__ if isinstance(kind, str) and kind in ITEM_TYPES else None
 
 
-Item = Annotated[Union[Annotated[MessageItem, Tag("message")],
-                       Annotated[FunctionCallItem, Tag("function_call")],
-                       Annotated[FunctionCallOutputItem, Tag("function_call_output")],
-                       Annotated[ReasoningItem, Tag("reasoning")]],
+Item = Annotated[Union[tuple(Annotated[cls, Tag(cls.__name__)] for cls in ITEM_TYPES.values())],
                  Discriminator(_item_kind, custom_error_type="invalid_item",
                                custom_error_message="unsupported input item type: this server "
                                "takes message, function_call, function_call_output and reasoning")]

@@ -3,7 +3,8 @@
 The request bodies are the pydantic models' own JSON schemas (what the server validates is what
 the document says); responses are described loosely, errors by their shape (`error.message` and
 `error.type`: OpenAI's, and Anthropic's on /v1/messages, which adds `"type": "error"`). A new
-front door registers its request model in `REQUEST_BODIES`; None describes the body as an object.
+front door registers its request model in `REQUEST_BODIES` and a typical body in `EXAMPLES`; None
+describes the body as an object.
 """
 
 from __future__ import annotations
@@ -30,6 +31,55 @@ REQUEST_BODIES: dict[str, tuple[str, type[BaseModel] | None]] = {
                                   CountTokensRequest),
     "/v1/responses": ("OpenAI Responses API (JSON, or SSE with stream: true)", ResponsesRequest),
 }
+
+# One typical body per POST route, shown in the document (and mutated by the fuzz test): each
+# holds the route's kinds of turn, block or item, so it is worth reading and worth varying.
+_WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+_MODEL = "Qwen/Qwen2.5-7B-Instruct"
+EXAMPLES: dict[str, dict] = {
+    "/v1/chat/completions": {
+        "model": _MODEL, "max_tokens": 64, "temperature": 0.7, "stop": ["\n\n"],
+        "messages": [
+            {"role": "system", "content": "You are brief."},
+            {"role": "user", "content": [{"type": "text", "text": "Weather in Oslo?"}]},
+            {"role": "assistant", "content": None, "tool_calls": [{
+                "id": "call_1", "type": "function",
+                "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "sunny, 21C"}],
+        "tools": [{"type": "function", "function": {
+            "name": "get_weather", "description": "Current weather", "parameters": _WEATHER}}],
+        "tool_choice": "auto"},
+    "/v1/completions": {"model": _MODEL, "prompt": "Once upon a time", "max_tokens": 16,
+                        "temperature": 0.8, "stop": ["."]},
+    "/v1/messages/count_tokens": {
+        "model": _MODEL, "system": "You are brief.",
+        "messages": [
+            {"role": "user", "content": "Weather in Oslo?"},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "Ask the tool.", "signature": ""},
+                {"type": "tool_use", "id": "toolu_1", "name": "get_weather",
+                 "input": {"city": "Oslo"}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny, 21C"},
+                {"type": "text", "text": "And tomorrow?"}]}],
+        "tools": [{"name": "get_weather", "description": "Current weather",
+                   "input_schema": _WEATHER}],
+        "tool_choice": {"type": "auto"}, "thinking": {"type": "disabled"}},
+    "/v1/responses": {
+        "model": _MODEL, "instructions": "You are brief.", "max_output_tokens": 64,
+        "input": [
+            {"role": "user", "content": "Weather in Oslo?"},
+            {"type": "function_call", "call_id": "call_1", "name": "get_weather",
+             "arguments": "{\"city\": \"Oslo\"}"},
+            {"type": "function_call_output", "call_id": "call_1", "output": "sunny, 21C"},
+            {"type": "message", "role": "user",
+             "content": [{"type": "input_text", "text": "And tomorrow?"}]}],
+        "tools": [{"type": "function", "name": "get_weather", "description": "Current weather",
+                   "parameters": _WEATHER}],
+        "tool_choice": "auto", "text": {"format": {"type": "text"}}, "store": False},
+}
+EXAMPLES["/v1/messages"] = {**EXAMPLES["/v1/messages/count_tokens"], "max_tokens": 64,
+                            "temperature": 0.7, "stop_sequences": ["\n\n"]}
 
 GET_ROUTES = {
     "/v1/models": "The models this server can serve: {object: list, data: [Model]}",
@@ -86,8 +136,8 @@ def openapi_document() -> dict:
         paths[path] = {"post": {
             "operationId": _operation_id(path, "post"),
             "summary": summary,
-            "requestBody": {"required": True,
-                            "content": {"application/json": {"schema": body}}},
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": body, "examples": {"typical": {"value": EXAMPLES[path]}}}}},
             "responses": {
                 "200": {"description": "The result; `text/event-stream` when streaming",
                         "content": {"application/json": {"schema": {"type": "object"}},

@@ -259,3 +259,61 @@ def test_not_enough_disk_is_refused_before_downloading(hub, env, monkeypatch, tm
     assert result.exit_code == 1
     assert "not enough disk space" in str(result.exception)
     assert hub.file_gets() == []
+
+
+def files_under(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*") if p.is_file() or p.is_symlink()}
+
+
+def rename(repo, path: str) -> str:
+    repo.files[path] = repo.files.pop("ok-Q4_K_M.gguf")
+    return f"file {path!r}"
+
+
+def respell(repo, field: str, value: str) -> str:
+    setattr(repo.files["ok-Q4_K_M.gguf"] if field == "sha256" else repo, field, value)
+    return f"{field if field == 'sha256' else 'commit'} {value!r}"
+
+
+# Each spoils the listing of a repo whose one model file would otherwise be pulled.
+SPOILS = {"dot-dot": lambda repo, tmp: rename(repo, "../../../../evil-Q4_K_M.gguf"),
+          "absolute": lambda repo, tmp: rename(repo, str(tmp / "evil-Q4_K_M.gguf")),
+          "sha256-path": lambda repo, tmp: respell(repo, "sha256", "../x"),
+          "sha256-63": lambda repo, tmp: respell(repo, "sha256", "a" * 63),
+          "commit": lambda repo, tmp: respell(repo, "sha", "../../../x")}
+
+
+@pytest.mark.parametrize("spoil", SPOILS)
+def test_a_hostile_listing_is_refused_before_anything_is_written(hub, env, tmp_path, spoil):
+    repo = hub.add("org/Evil-GGUF", {"ok-Q4_K_M.gguf": tiny_gguf("evil"), "README.md": b"# hi"})
+    named = SPOILS[spoil](repo, tmp_path)
+    before = files_under(tmp_path)
+    out = pull(env, "org/Evil-GGUF")
+    assert out.returncode == 1
+    line = out.stderr.strip()
+    assert len(line.splitlines()) == 1, out.stderr
+    assert "org/Evil-GGUF" in line and named in line and "nothing was written" in line, line
+    assert files_under(tmp_path) - before == set()   # not in the cache, not beside it
+    assert hub.file_gets() == []
+    assert json.loads(localgw(env, "list", "--json").stdout) == []
+
+
+def test_a_revision_or_repo_id_that_would_leave_the_cache_is_refused(hub, env, tmp_path):
+    hub.add("org/Fine-GGUF", {"fine-Q4_K_M.gguf": tiny_gguf()})
+    before = files_under(tmp_path)
+    for args, named in ((["org/Fine-GGUF", "--revision", "../../../x"], "revision '../../../x'"),
+                        (["org/..", "--dry-run"], "not a Hugging Face model id"),
+                        (["org--x/y"], "not a Hugging Face model id")):
+        out = pull(env, *args)
+        assert out.returncode == 1 and named in out.stderr, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert files_under(tmp_path) - before == set()
+    assert hub.log == []
+
+
+def test_a_licence_from_the_hub_is_kept_as_one_printable_line(hub, env):
+    hub.add("org/Lic-GGUF", {"lic-Q4_K_M.gguf": tiny_gguf()},
+            license=["mit", "apache-2.0\x1b[2J\nEVIL"])
+    out = pull(env, "org/Lic-GGUF", "--dry-run", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["license"] == "mit, apache-2.0[2JEVIL"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -81,3 +82,21 @@ def test_served_over_http(tmp_path):
     response = TestClient(make_app(tmp_path), base_url="http://localhost").get("/openapi.json")
     assert response.status_code == 200
     assert response.json()["paths"].keys() == openapi_document()["paths"].keys()
+
+
+def test_each_post_route_shows_a_typical_body_its_route_accepts():
+    from localgw.chat.prompt import check_conversation, check_tool_choice
+    from localgw.chat.requests import ChatRequest, parse_body
+    from localgw.server.openapi import REQUEST_BODIES
+
+    doc = openapi_document()
+    for path, (_, model) in REQUEST_BODIES.items():
+        media = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        example = media["examples"]["typical"]["value"]
+        jsonschema.validate(example, {"components": doc["components"], **media["schema"]})
+        req = parse_body(model, json.dumps(example).encode())
+        chat = req.to_chat(req.input_items()) if path == "/v1/responses" else (
+            req.to_chat() if hasattr(req, "to_chat") else req)
+        if isinstance(chat, ChatRequest):
+            check_conversation(chat.messages)
+            check_tool_choice(chat)

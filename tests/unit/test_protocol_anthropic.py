@@ -89,6 +89,47 @@ def test_bad_requests_are_400s_that_say_what_is_wrong(body, words):
         assert word in err.value.message
 
 
+@pytest.mark.parametrize("body, param", [
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": 1}]}]},
+     "messages[0].content[0].text"),
+    ({"messages": [{"role": "user", "content": [{"type": {}, "text": "hi"}]}]},
+     "messages[0].content[0]"),
+    ({"tool_choice": {"type": "tool", "name": 1}}, "tool_choice.name"),
+])
+def test_a_bad_value_inside_a_block_names_its_field(body, param):
+    base = {"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    with pytest.raises(InvalidRequest) as err:
+        parse_body(MessagesRequest, json.dumps(base | body).encode())
+    assert err.value.param == param
+
+
+HOSTILE_TAGS = [{}, [], ["text"], {"type": "text"}, 0, 1.5, True]  # null is "absent" for some
+
+
+def hostile_bodies():
+    """A body with each discriminator (block/role/choice/thinking type) set to a non-string."""
+    def block(**b):
+        return {"messages": [{"role": "user", "content": [b]}]}
+    for tag in HOSTILE_TAGS:
+        yield block(type=tag, data="")
+        yield block(type=tag, text="hi")
+        yield block(type="tool_result", tool_use_id="t", content=[{"type": tag, "text": "r"}])
+        yield {"messages": [{"role": tag, "content": "hi"}]}
+        yield {"messages": [{"role": "assistant", "content": [{"type": tag, "thinking": "h"}]}]}
+        yield {"system": [{"type": tag, "text": "s"}]}
+        yield {"tool_choice": {"type": tag, "name": "get_weather"}, "tools": [TOOL]}
+        yield {"tool_choice": tag}
+        yield {"thinking": {"type": tag}}
+        yield {"tools": [{**TOOL, "type": tag}]}
+
+
+@pytest.mark.parametrize("body", list(hostile_bodies()), ids=lambda b: json.dumps(b)[:60])
+def test_a_non_string_tag_is_a_400_not_a_crash(body):
+    base = {"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    with pytest.raises(InvalidRequest):
+        parse_body(MessagesRequest, json.dumps(base | body).encode()).to_chat()
+
+
 def chunk(delta=None, finish=None, **choice):
     return {"choices": [{"index": 0, "delta": delta or {}, "finish_reason": finish, **choice}]}
 

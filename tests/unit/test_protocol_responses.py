@@ -71,6 +71,44 @@ def test_unsupported_items_and_unnamed_function_tools_are_400s():
         chat(request(input=[]))
 
 
+@pytest.mark.parametrize("body, param", [
+    ({"input": [{"type": "function_call", "call_id": 1, "name": "f", "arguments": "{}"}]},
+     "input[0].call_id"),
+    ({"input": [{"type": {}}]}, "input[0]"),
+    ({"tool_choice": {"type": "function", "name": 1}}, "tool_choice.name"),
+])
+def test_a_bad_value_inside_an_item_names_its_field(body, param):
+    with pytest.raises(InvalidRequest) as err:
+        request(**body)
+    assert err.value.param == param
+
+
+HOSTILE_TAGS = [{}, [], ["message"], {"type": "message"}, 0, 1.5, True]  # null is "absent" for some
+
+
+def hostile_bodies():
+    """A body with each discriminator (item/part/role/format/choice type) set to a non-string."""
+    for tag in HOSTILE_TAGS:
+        yield {"input": [{"type": tag, "role": "user", "content": "hi"}]}
+        yield {"input": [{"role": tag, "content": "hi"}]}
+        yield {"input": [{"role": "user", "content": [{"type": tag, "text": "hi"}]}]}
+        yield {"input": [{"type": "reasoning", "summary": [{"type": tag, "text": "s"}]}]}
+        yield {"input": [{"type": "function_call_output", "call_id": "c",
+                          "output": [{"type": tag, "text": "o"}]}]}
+        yield {"input": [tag]}
+        yield {"text": {"format": {"type": tag}}}
+        yield {"text": {"format": tag}}
+        yield {"tool_choice": {"type": tag, "name": "f"}}
+        yield {"tools": [{"type": tag, "name": "f"}]}
+        yield {"reasoning": {"effort": tag}}
+
+
+@pytest.mark.parametrize("body", list(hostile_bodies()), ids=lambda b: json.dumps(b)[:60])
+def test_a_non_string_tag_is_a_400_not_a_crash(body):
+    with pytest.raises(InvalidRequest):
+        chat(request(**body))
+
+
 def chunk(delta=None, finish=None):
     return {"choices": [{"index": 0, "delta": delta or {}, "finish_reason": finish}]}
 

@@ -35,6 +35,9 @@ def test_unknown_fields_are_ignored():
     ('"presence_penalty": -3', "presence_penalty"),
     ('"logit_bias": {"abc": 1}', "logit_bias"),
     ('"logit_bias": {"5": 101}', "logit_bias.5"),
+    ('"logit_bias": {"\u00b2": 1}', "logit_bias"),  # a digit to str.isdigit(), not to int()
+    ('"logit_bias": {"%s": 1}' % ("9" * 5000), "logit_bias"),  # past int()'s digit limit
+    ('"tool_choice": {"type": "function", "function": {"name": 1}}', "tool_choice.function.name"),
     ('"top_logprobs": 21, "logprobs": true', "top_logprobs"),
     ('"stop": ["a","b","c","d","e","f","g","h","i","j","k","l","m","n","o","p","q"]', "stop"),
     ('"seed": "x"', "seed"),
