@@ -11,6 +11,7 @@ prefill: text appended to the prompt that the output parser also reads first.
 from __future__ import annotations
 
 import json
+import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -19,6 +20,8 @@ from localgw.chat.formats import ChatFormat
 from localgw.chat.gbnf import GrammarTooLarge, repeat
 from localgw.chat.schema_check import PARAM, check_schema
 from localgw.errors import InvalidRequest
+
+log = logging.getLogger("localgw.chat")
 
 
 class Converter(Protocol):
@@ -34,14 +37,27 @@ class Forced:
     prefill: str = ""
 
 
+# What a converter raises on a schema it cannot take apart (a recursive $ref that never reaches
+# a value, a shape schema_check let through): the request's schema, not the server, is at fault.
+_CONVERTER_FAULTS = (KeyError, TypeError, AttributeError, ValueError, OverflowError,
+                     AssertionError, IndexError, RecursionError)
+
+
 @contextmanager
 def _budget(param: str):
-    """A grammar past the converter's budget is the request's fault: a 400 naming the limit."""
+    """A grammar past the converter's budget is the request's fault: a 400 naming the limit;
+    so is a schema the converter cannot take apart."""
     try:
         yield
     except GrammarTooLarge as exc:
         raise InvalidRequest(f"{exc}; simplify the schema", param=param,
                              code="grammar_too_large") from None
+    except _CONVERTER_FAULTS as exc:
+        log.warning("a schema the grammar converter could not take apart: %s: %s",
+                    type(exc).__name__, exc)
+        raise InvalidRequest(f"the JSON schema cannot be turned into a grammar "
+                             f"({type(exc).__name__}: {exc}); simplify it", param=param,
+                             code="unsupported_schema") from None
 
 
 def json_object_grammar(conv: Converter) -> str:

@@ -10,6 +10,8 @@ patterns within chat/pattern.py's limits.
 
 from __future__ import annotations
 
+import warnings
+
 from localgw.chat import gbnf
 from localgw.chat.numbers import (MAX_INTEGER_DIGITS, integer_bounds, number_bounds,
                                   number_range)
@@ -54,6 +56,8 @@ def _kind(schema: dict):
 
 def check_schema(schema, pointer: str = "", root=None) -> None:
     """Raise InvalidRequest for the first thing in `schema` the grammar cannot honour."""
+    if root is None:
+        _check_meta(schema)
     root = schema if root is None else root
     if isinstance(schema, bool):
         if schema is False:
@@ -78,6 +82,24 @@ def check_schema(schema, pointer: str = "", root=None) -> None:
     for key in ("items", "additionalProperties"):
         if isinstance(schema.get(key), dict):
             check_schema(schema[key], f"{pointer}/{key}", root)
+
+
+def _check_meta(schema) -> None:
+    """The schema is a JSON schema at all: valid against its draft's meta-schema (2020-12 unless
+    its `$schema` names another), so no keyword reaches the converter with a value of the wrong
+    shape (`"type": {}`, `"properties": []`…)."""
+    from jsonschema import exceptions, validators
+
+    default = validators.Draft202012Validator
+    with warnings.catch_warnings():  # an unknown $schema: the default draft, said once here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        cls = validators.validator_for(schema, default=default) if isinstance(schema, dict) \
+            else default
+    error = exceptions.best_match(cls(cls.META_SCHEMA).iter_errors(schema))
+    if error is not None:
+        where = "".join(f"/{_escape(str(part))}" for part in error.absolute_path)
+        message = error.message if len(error.message) <= 200 else error.message[:200] + "…"
+        _invalid(f"not a valid JSON schema: {message}", where)
 
 
 def _check_keywords(schema: dict, pointer: str) -> None:
@@ -176,14 +198,25 @@ def _check_shapes(schema: dict, pointer: str) -> None:
 
 
 def _check_ref(ref, pointer: str, root) -> None:
-    if not isinstance(ref, str) or not ref.startswith("#/"):
-        _fail("$ref", f"{pointer}/$ref", "only local references (#/$defs/...) are supported")
-    target = root
-    for part in ref[2:].split("/"):
-        part = part.replace("~1", "/").replace("~0", "~")
-        if not isinstance(target, dict) or part not in target:
-            _invalid(f"$ref {ref} points nowhere", pointer)
-        target = target[part]
+    """A local reference to a schema; following references from it reaches one that is more
+    than a reference (a loop of bare references describes no value)."""
+    seen = set()
+    while True:
+        if not isinstance(ref, str) or not ref.startswith("#/"):
+            _fail("$ref", f"{pointer}/$ref", "only local references (#/$defs/...) are supported")
+        if ref in seen:
+            _fail("$ref", f"{pointer}/$ref", f"references loop back to {ref} without "
+                  "describing a value")
+        seen.add(ref)
+        target = root
+        for part in ref[2:].split("/"):
+            part = part.replace("~1", "/").replace("~0", "~")
+            if not isinstance(target, dict) or part not in target:
+                _invalid(f"$ref {ref} points nowhere", pointer)
+            target = target[part]
+        if not isinstance(target, dict) or "$ref" not in target:
+            return
+        ref = target["$ref"]
 
 
 def _escape(name: str) -> str:

@@ -133,6 +133,11 @@ class JsonSchemaConverter(SchemaConverter):
                                 self._helper(rule_name))
             return rf'"\"" {chars} "\"" space'
         arrayish = kind == "array" or (kind is None and not _OBJECT & set(schema))
+        if arrayish and schema.get("items") is False and "prefixItems" not in schema:
+            if schema.get("minItems", 0) > 0:  # no item may be there, yet some must
+                raise InvalidRequest("JSON schema: 'items: false' with minItems above 0 allows "
+                                     "no array", param="response_format.json_schema.schema")
+            return '"[" space "]" space'
         if arrayish and ("minItems" in schema or "maxItems" in schema) and (
                 isinstance(schema.get("items"), dict)
                 or kind == "array" and "items" not in schema and "prefixItems" not in schema):
@@ -165,6 +170,29 @@ class JsonSchemaConverter(SchemaConverter):
         items = gbnf.repeat_separated(item, '"," space', schema.get("minItems", 0),
                                       schema.get("maxItems"), self._helper(rule_name))
         return f'"[" space {items} "]" space'
+
+    def resolve_refs(self, schema: dict, url: str) -> dict:
+        """Make every local `$ref` absolute (`url#/…`) and register its target, at any depth.
+        llama-cpp-python's own stops at a node that has a `$ref`, so the refs inside `$defs`
+        beside a root `$ref` (pydantic's shape for a recursive model) were never registered."""
+        def visit(node) -> None:
+            if isinstance(node, list):
+                for item in node:
+                    visit(item)
+            elif isinstance(node, dict):
+                ref = node.get("$ref")
+                if isinstance(ref, str) and ref.startswith("#/"):
+                    node["$ref"] = full = url + ref
+                    if full not in self._refs:
+                        target = schema
+                        for part in ref[2:].split("/"):
+                            target = target[part.replace("~1", "/").replace("~0", "~")]
+                        self._refs[full] = target
+                for value in node.values():
+                    visit(value)
+
+        visit(schema)
+        return schema
 
     def add_schema(self, schema: dict, name: str) -> str:
         """Resolve refs and add the rules for `schema`; returns its rule name."""

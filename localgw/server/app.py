@@ -15,11 +15,12 @@ from localgw.engine.manager import ModelManager
 from localgw.errors import LocalgwError
 from localgw.protocols.responses import ResponseStore
 from localgw.server import protocol_routes, routes
-from localgw.server.errors import handle_http_exception, handle_localgw_error, handle_unexpected
+from localgw.server.errors import handle_http_exception, handle_localgw_error
 from localgw.server.limits import PreparePool
 from localgw.server.metrics import Metrics, MetricsMiddleware
 from localgw.server.middleware import (LOCAL_ORIGINS, APIKeyMiddleware, BodyLimitMiddleware,
-                                      BrowserGuard, HostPolicy, OriginPolicy, RequestIDMiddleware)
+                                      BrowserGuard, HostPolicy, OriginPolicy, RequestIDMiddleware,
+                                      UnexpectedErrorMiddleware)
 from localgw.server.openapi import openapi_route
 from localgw.server.settings import ServerSettings
 from localgw.server.streaming import ClientGone
@@ -72,11 +73,11 @@ def create_app(settings: ServerSettings, manager: ModelManager | None = None) ->
                        allow_headers=["*"], expose_headers=["X-Request-ID"]),
             Middleware(APIKeyMiddleware, api_key=settings.api_key),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+            Middleware(UnexpectedErrorMiddleware),
         ],
         exception_handlers={LocalgwError: handle_localgw_error,
                             HTTPException: handle_http_exception,
-                            ClientGone: routes.client_gone,
-                            Exception: handle_unexpected},
+                            ClientGone: routes.client_gone},
         lifespan=lifespan,
     )
     app.state.settings = settings

@@ -6,16 +6,12 @@ the shape is chosen by the request path, so a 401 or 413 from the middleware get
 
 from __future__ import annotations
 
-import logging
-
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from localgw.errors import LocalgwError, MethodNotAllowed, NotFound
 from localgw.protocols import anthropic
-
-log = logging.getLogger("localgw.server")
 
 
 def _anthropic_path(path: str) -> bool:
@@ -46,9 +42,3 @@ async def handle_http_exception(request: Request, exc: HTTPException) -> JSONRes
     err = LocalgwError(str(exc.detail))
     err.status = exc.status_code
     return error_response(err, request.url.path)
-
-
-async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(LocalgwError(f"internal error: {type(exc).__name__}: {exc}"),
-                          request.url.path)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
 import re
 import secrets
 import socket
 from dataclasses import dataclass
 
-from localgw.errors import (AuthenticationError, Forbidden, RequestTooLarge,
+from localgw.errors import (AuthenticationError, Forbidden, LocalgwError, RequestTooLarge,
                             UnsupportedMediaType)
 from localgw.server.errors import error_response
+
+log = logging.getLogger("localgw.server")
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
@@ -43,6 +46,34 @@ class RequestIDMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+class UnexpectedErrorMiddleware:
+    """A bug in one request is that request's 500, logged once; it goes no further. (Starlette's
+    own last-resort handler re-raises after answering, and uvicorn then drops the connection, so
+    the client's next kept-alive request would fail too.) A response already started is ended
+    where it stands."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def tracking_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:  # noqa: BLE001 - the point: no bug escapes its request
+            log.exception("unhandled error on %s %s", scope.get("method"), scope["path"])
+            if not started:
+                error = LocalgwError(f"internal error: {type(exc).__name__}: {exc}")
+                await error_response(error, scope["path"])(scope, receive, send)
 
 
 class BodyLimitMiddleware:

@@ -48,7 +48,7 @@ EXAMPLES: dict[str, dict] = {
             {"role": "tool", "tool_call_id": "call_1", "content": "sunny, 21C"}],
         "tools": [{"type": "function", "function": {
             "name": "get_weather", "description": "Current weather", "parameters": _WEATHER}}],
-        "tool_choice": "auto"},
+        "tool_choice": "required"},
     "/v1/completions": {"model": _MODEL, "prompt": "Once upon a time", "max_tokens": 16,
                         "temperature": 0.8, "stop": ["."]},
     "/v1/messages/count_tokens": {
@@ -64,7 +64,7 @@ EXAMPLES: dict[str, dict] = {
                 {"type": "text", "text": "And tomorrow?"}]}],
         "tools": [{"name": "get_weather", "description": "Current weather",
                    "input_schema": _WEATHER}],
-        "tool_choice": {"type": "auto"}, "thinking": {"type": "disabled"}},
+        "tool_choice": {"type": "any"}, "thinking": {"type": "disabled"}},
     "/v1/responses": {
         "model": _MODEL, "instructions": "You are brief.", "max_output_tokens": 64,
         "input": [
@@ -76,7 +76,7 @@ EXAMPLES: dict[str, dict] = {
              "content": [{"type": "input_text", "text": "And tomorrow?"}]}],
         "tools": [{"type": "function", "name": "get_weather", "description": "Current weather",
                    "parameters": _WEATHER}],
-        "tool_choice": "auto", "text": {"format": {"type": "text"}}, "store": False},
+        "tool_choice": "required", "text": {"format": {"type": "text"}}, "store": False},
 }
 EXAMPLES["/v1/messages"] = {**EXAMPLES["/v1/messages/count_tokens"], "max_tokens": 64,
                             "temperature": 0.7, "stop_sequences": ["\n\n"]}

@@ -253,3 +253,38 @@ def test_xml_tool_strings_keep_their_bounds_and_enums(engine):
     with pytest.raises(InvalidRequest) as err:
         grammar_for({"type": "string", "pattern": "^a+$"})
     assert "'pattern'" in err.value.message and err.value.param == "tools[0].function.parameters"
+
+
+@pytest.mark.parametrize("schema", [
+    {"type": {}}, {"type": "string", "format": {}}, {"type": "object", "properties": []},
+    {"anyOf": {}}, {"type": ["string", {}]}, {"additionalProperties": []},
+    {"type": "array", "prefixItems": {}},
+    {"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"},
+    {"type": "array", "items": False, "minItems": 1},
+])
+def test_a_schema_of_the_wrong_shape_is_a_400_not_a_500(schema):
+    from localgw.chat.grammars import json_schema_grammar
+    from localgw.engine.schema_grammar import JsonSchemaConverter
+    from localgw.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest) as err:
+        grammar = json_schema_grammar(JsonSchemaConverter(), schema)
+        pytest.fail(f"compiled into {grammar!r}")  # reached only if nothing was refused
+    assert err.value.status == 400
+
+
+@pytest.mark.parametrize("schema,good,bad", [
+    ({"$defs": {"node": {"type": "object", "required": ["name"], "properties": {
+        "name": {"type": "string"}, "kids": {"type": "array", "items": {"$ref": "#/$defs/node"}}}}},
+      "$ref": "#/$defs/node"},  # pydantic's shape for a recursive model
+     '{"name": "a", "kids": [{"name": "b", "kids": []}]}', '{"kids": []}'),
+    ({"type": "array", "items": False}, "[]", "[1]"),
+    ({"$schema": "http://json-schema.org/draft-07/schema#", "type": "array",
+      "items": [{"type": "integer"}, {"type": "string"}]}, '[1, "a"]', '["a", 1]'),
+])
+def test_recursive_and_older_draft_schemas_compile(engine, schema, good, bad):
+    from localgw.chat.grammars import json_schema_grammar
+    from localgw.engine.schema_grammar import JsonSchemaConverter
+
+    grammar = json_schema_grammar(JsonSchemaConverter(), schema)
+    assert engine.accepts(grammar, good) and not engine.accepts(grammar, bad)
