@@ -9,6 +9,7 @@
     .venv/bin/python scripts/bench.py --upstream --upstream-cpus 0 --threads 1   # upstream on CPU 0 only
     .venv/bin/python scripts/bench.py --upstream --synthetic   # the gateway's own cost (no model)
     .venv/bin/python scripts/bench.py --chat-app       # only: the chat app attached vs. not
+    .venv/bin/python scripts/bench.py --first-answer 100   # only: the README's curl example, 100 seeds
 
 Cases (issue 10): time to first token (TTFT) and decode tok/s of one stream after a short and after
 a ~1,500-token prompt; 2 and 4 conversations taking turns (a ~500-token system note each, 6 turns,
@@ -246,6 +247,32 @@ def report(r: dict) -> None:
         t.add_row(m, *cells)
     Console(width=120).print(t)
     print("lower is better for TTFT and the slowest stream; higher for tok/s", file=sys.stderr)
+
+
+# ---- the README's first example (--first-answer) -----------------------------------------------
+def first_answer(server: ServerSide, n: int) -> dict:
+    """The README's curl request as a new user sends it (the model's own sampling defaults, no
+    max_tokens), once per seed: how many ended by themselves, and the slowest answer."""
+    rows = []
+    for seed in range(n):
+        body = {"model": server.model, "messages": [{"role": "user", "content": "Say hello"}],
+                "seed": seed}
+        start = time.perf_counter()
+        answer = server.http.post("/v1/chat/completions", json=body).raise_for_status().json()
+        rows.append({"seed": seed, "seconds": time.perf_counter() - start,
+                     "tokens": answer["usage"]["completion_tokens"],
+                     "finish_reason": answer["choices"][0]["finish_reason"]})
+    return {"requests": n, "not_stop": sum(r["finish_reason"] != "stop" for r in rows),
+            "over_5s": sum(r["seconds"] > 5 for r in rows),
+            "slowest_s": max(r["seconds"] for r in rows),
+            "median_tokens": med(r["tokens"] for r in rows), "rows": rows}
+
+
+def report_first_answer(r: dict) -> None:
+    f = r["first_answer"]
+    print(f"README example, {f['requests']} seeds: {f['not_stop']} did not end with stop, "
+          f"{f['over_5s']} took over 5 s; slowest {f['slowest_s']:.2f} s; median "
+          f"{f['median_tokens']:.0f} tokens")
 
 
 # ---- the chat app attached (--chat-app) ------------------------------------------------------
@@ -523,6 +550,8 @@ def main() -> None:
                          "so the difference measured is the gateway's own work")
     ap.add_argument("--chat-app", action="store_true",
                     help="only: decode tok/s of a long answer with the chat app attached vs. without")
+    ap.add_argument("--first-answer", type=int, metavar="N",
+                    help="only: the README's curl example with seeds 0..N-1 (looping replies)")
     args = ap.parse_args()
     gguf = args.gguf or str(embedded_model_path())
     model = args.model or Path(gguf).stem
@@ -547,6 +576,8 @@ def main() -> None:
         server.stream(messages("warm up"), 8)
         if args.chat_app:
             results["chat_app"] = chat_app_case(server)
+        elif args.first_answer:
+            results["first_answer"] = first_answer(server, args.first_answer)
         else:
             sides = [server]
             if args.compare_url:
@@ -565,6 +596,8 @@ def main() -> None:
             proc.wait(30)
     if args.chat_app:
         report_chat_app(results)
+    elif args.first_answer:
+        report_first_answer(results)
     else:
         report(results)
     if args.json:
