@@ -95,9 +95,20 @@ def chat(model: str, content: str, **extra) -> dict:
     return body
 
 
+def _check_stream_end(lines: list[str], what: str) -> None:
+    """A chat stream ends with a finish_reason, then [DONE], and holds no error frame."""
+    errors = [line for line in lines if line.startswith('data: {"error"')]
+    if errors:
+        raise Unexpected(f"{what} ended with an error: {errors[0][6:200]}")
+    if not lines or lines[-1] != "data: [DONE]":
+        raise Unexpected(f"{what} did not end with [DONE] (last: {(lines or [''])[-1][:80]!r})")
+
+
 class Client(threading.Thread):
-    def __init__(self, url: str, deadline: float, seed: int, stats, flip: float):
+    def __init__(self, url: str, deadline: float, seed: int, stats, flip: float,
+                 only: set[str] | None = None):
         super().__init__(daemon=True)
+        self.only = only
         self.url, self.deadline, self.rng, self.stats = url, deadline, random.Random(seed), stats
         self.flip, self.began = flip, time.monotonic()
 
@@ -109,6 +120,8 @@ class Client(threading.Thread):
         kinds = [self.stream, self.non_stream, self.cancel_stream, self.cancel_request, self.bad,
                  self.structured, self.tool_call, self.hostile, self.long_tool_call,
                  self.big_responses]
+        if self.only:
+            kinds = [k for k in kinds if k.__name__ in self.only]
         with httpx.Client(base_url=self.url, timeout=120) as http:
             while time.monotonic() < self.deadline:
                 op = self.rng.choice(kinds)
@@ -132,8 +145,7 @@ class Client(threading.Thread):
         with http.stream("POST", "/v1/chat/completions", json=body) as resp:
             self._check(resp)
             lines = [line for line in resp.iter_lines() if line.startswith("data: ")]
-        if not lines or lines[-1] != "data: [DONE]" or any('"error"' in x for x in lines):
-            raise Unexpected("stream did not end cleanly")
+        _check_stream_end(lines, "stream")
 
     def non_stream(self, http, model):
         resp = http.post("/v1/chat/completions", json=chat(model, "Say hello.", temperature=0))
@@ -224,8 +236,7 @@ class Client(threading.Thread):
         with http.stream("POST", "/v1/chat/completions", json=body) as resp:
             self._check(resp)
             lines = [line for line in resp.iter_lines() if line.startswith("data: ")]
-        if not lines or lines[-1] != "data: [DONE]" or any('"error"' in x for x in lines):
-            raise Unexpected("long tool-call stream did not end cleanly")
+        _check_stream_end(lines, "long tool-call stream")
 
     def big_responses(self, http, model):
         body = {"model": model, "max_output_tokens": 8, "store": True, "input": [
@@ -264,7 +275,7 @@ def proc_status(pid: int) -> tuple[int, int]:
     return rss, threads
 
 
-def start_server(home: Path, gguf: Path) -> tuple[subprocess.Popen, str]:
+def start_server(home: Path, gguf: Path, log: Path | None = None) -> tuple[subprocess.Popen, str]:
     env = dict(os.environ, LOCALGW_HOME=str(home), HF_HUB_DISABLE_TELEMETRY="1",
                PYTHONUNBUFFERED="1")
     for model_id in MODELS:
@@ -274,10 +285,20 @@ def start_server(home: Path, gguf: Path) -> tuple[subprocess.Popen, str]:
                              "--model", MODELS[0], "--max-loaded", "1"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             cwd=ROOT)
+    sink = open(log, "w") if log else None  # noqa: SIM115 - open while the server runs
+
+    def pump():
+        for line in proc.stdout:
+            if sink:
+                sink.write(line)
+                sink.flush()
+
     for line in proc.stdout:
+        if sink:
+            sink.write(line)
         if "localgw listening on" in line:
             url = line.rsplit(" ", 1)[-1].strip()
-            threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
+            threading.Thread(target=pump, daemon=True).start()
             return proc, url
     raise SystemExit("the server did not start")
 
@@ -292,6 +313,9 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--flip", type=float, default=30, help="seconds between model switches")
+    ap.add_argument("--server-log", type=Path, help="write the server's log here")
+    ap.add_argument("--kinds", help="only these kinds of request, comma-separated (e.g. "
+                                    "long_tool_call,cancel_stream)")
     args = ap.parse_args()
     gguf = embedded_model_path()
     if gguf is None:
@@ -299,7 +323,7 @@ def main() -> int:
     duration = args.minutes * 60
     warmup = args.warmup if args.warmup is not None else min(duration / 5, 300)
     with tempfile.TemporaryDirectory(prefix="localgw-soak-") as home:
-        proc, url = start_server(Path(home), gguf)
+        proc, url = start_server(Path(home), gguf, args.server_log)
         try:
             return soak(proc, url, duration, warmup, args)
         finally:
@@ -314,7 +338,9 @@ def soak(proc, url: str, duration: float, warmup: float, args) -> int:
     stats = Stats()
     start = time.monotonic()
     deadline = start + duration
-    clients = [Client(url, deadline, args.seed + i, stats, args.flip) for i in range(args.clients)]
+    only = set(args.kinds.split(",")) if args.kinds else None
+    clients = [Client(url, deadline, args.seed + i, stats, args.flip, only)
+               for i in range(args.clients)]
     for c in clients:
         c.start()
     samples = []
