@@ -1,10 +1,14 @@
 """The Anthropic Messages API on the chat pipeline: body → ChatRequest; chat chunks → events.
 
 The translation is lossless where the pipeline has the concept: `system` blocks become the system
-message, `tool_use` blocks assistant tool calls, `tool_result` blocks tool messages (an error result
-keeps its text: the model reads what went wrong), `thinking` blocks the assistant's
-`reasoning_content`. `tool_choice` any/tool map to required/named so the same grammar enforces
-them. Tools of a server-side type (web search and the like) cannot run here and are left out.
+message (all but Claude Code's per-request billing line, see BILLING_HEADER), `system` turns
+inside `messages` system messages in place, `tool_use` blocks assistant tool calls, `tool_result`
+blocks tool messages (an error result keeps its text: the model reads what went wrong),
+`thinking` blocks the assistant's `reasoning_content`. `tool_choice` any/tool map to
+required/named so the same grammar enforces them. `thinking` enabled or adaptive switches a
+template's thinking on. Tools of a server-side type (web search and the like) cannot run here and
+are left out. Fields with no local meaning (`output_config`, `context_management`, `metadata`,
+`cache_control`, `service_tier`…) are accepted and ignored.
 """
 
 from __future__ import annotations
@@ -81,7 +85,7 @@ Block = Annotated[Union[tuple(Annotated[cls, Tag(cls.__name__)] for cls in BLOCK
 
 
 class Message(_Body):
-    role: Literal["user", "assistant"]
+    role: Literal["user", "assistant", "system"]  # Claude Code puts system turns in `messages`
     content: str | list[Block]
 
     def blocks(self) -> list:
@@ -172,22 +176,39 @@ def _chat_tool_choice(choice: ToolChoice):
     return {"auto": "auto", "any": "required", "none": "none"}[choice.type]
 
 
+# Claude Code opens its system prompt with this line, whose `cch=` value changes on every
+# request: left in, it would make every prompt differ from its first tokens on, so no prompt
+# could reuse the cache (llama.cpp's server drops it the same way). It says nothing to the model.
+BILLING_HEADER = "x-anthropic-billing-header:"
+
+
 def system_text(system: str | list[TextBlock] | None) -> str | None:
     if isinstance(system, list):
-        return "\n\n".join(block.text for block in system) if system else None
+        texts = [block.text for block in system if not block.text.startswith(BILLING_HEADER)]
+        return "\n\n".join(texts) if texts else None
     return system
 
 
 def chat_messages(system, messages: list[Message]) -> list[dict]:
-    """Anthropic turns as chat messages: a user turn's tool results become tool messages."""
+    """Anthropic turns as chat messages: a user turn's tool results become tool messages, and a
+    system turn inside `messages` stays where it is (the chat pipeline moves it to the front,
+    or into the first user turn, for templates that want it there)."""
     out = []
     text = system_text(system)
     if text is not None:
         out.append({"role": "system", "content": text})
     for i, msg in enumerate(messages):
-        turn = _user_turn if msg.role == "user" else _assistant_turn
+        turn = {"user": _user_turn, "assistant": _assistant_turn, "system": _system_turn}[msg.role]
         out += turn(msg.blocks(), f"messages[{i}]")
     return out
+
+
+def _system_turn(blocks: list, where: str) -> list[dict]:
+    for block in blocks:
+        if not isinstance(block, TextBlock):
+            raise _bad_block(block, where, "system")
+    text = system_text(blocks)
+    return [{"role": "system", "content": text}] if text is not None else []
 
 
 def _user_turn(blocks: list, where: str) -> list[dict]:

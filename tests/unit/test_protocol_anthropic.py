@@ -72,6 +72,32 @@ def test_blocks_map_onto_chat_messages():
     assert last.content == "and tomorrow?"
 
 
+def test_what_claude_code_sends_is_taken():
+    """System turns inside `messages`, adaptive thinking, output_config, context_management, and
+    the per-request billing line opening its system prompt (dropped: it would defeat the cache)."""
+    chat = request(
+        system=[{"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.332.abc; "
+                                         "cc_entrypoint=cli; cch=1f2e3;"},
+                {"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}],
+        messages=[{"role": "user", "content": "hi"},
+                  {"role": "system", "content": [{"type": "text", "text": "Be terse."}]},
+                  {"role": "user", "content": "again"}],
+        thinking={"type": "adaptive"}, output_config={"effort": "high"},
+        context_management={"edits": [{"type": "clear_tool_uses_20250919"}]},
+        metadata={"user_id": "u"}).to_chat()
+    assert [(m.role, m.content) for m in chat.messages] == [
+        ("system", "You are Claude Code."), ("user", "hi"), ("system", "Be terse."),
+        ("user", "again")]
+    assert chat.chat_template_kwargs == {"enable_thinking": True}
+
+
+def test_a_system_turn_holds_text_only():
+    with pytest.raises(InvalidRequest) as err:
+        request(messages=[{"role": "system", "content": [
+            {"type": "tool_use", "id": "t", "name": "f", "input": {}}]}]).to_chat()
+    assert "system" in err.value.message and err.value.param == "messages[0].content"
+
+
 @pytest.mark.parametrize("body, words", [
     ({"max_tokens": None}, ["max_tokens"]),
     ({"messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]}, ["image"]),

@@ -116,3 +116,37 @@ def test_templates_without_tools_get_the_generic_fallback():
     assert '{"tool_calls": [{"name": TOOL_NAME' in prompt  # the instructions
     assert '{"tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}]}' in prompt
     assert "Tool result (call_abc123456): sunny" in prompt
+
+
+MID_SYSTEM = {"model": "m", "messages": [
+    {"role": "system", "content": "You are terse."},
+    {"role": "user", "content": "hi"},
+    {"role": "system", "content": "Answer in French."},
+    {"role": "user", "content": "again"}]}
+
+
+def _render(name: str, body: dict) -> str:
+    template = (TEMPLATES / name).read_text()
+    req = ChatRequest.model_validate(body)
+    return render_conversation(req, template, chat_format(template), None, "<s>", "</s>")
+
+
+def test_a_system_turn_later_in_the_conversation_stays_where_it_is_where_the_template_allows():
+    prompt = _render("Qwen-Qwen2.5-7B-Instruct.jinja", MID_SYSTEM)
+    assert prompt.index("You are terse.") < prompt.index("hi") < prompt.index("Answer in French.")
+
+
+@pytest.mark.parametrize("name", ["Qwen3.5-4B.jinja", "mistralai-Mistral-Nemo-Instruct-2407.jinja"])
+def test_templates_that_allow_one_leading_system_turn_get_them_joined_there(name):
+    """Qwen3.5 refuses a system message after the first; Mistral's insists on alternation."""
+    prompt = _render(name, MID_SYSTEM)
+    assert prompt.index("You are terse.") < prompt.index("Answer in French.") < prompt.index("hi")
+    assert prompt.count("You are terse.") == 1 and prompt.count("Answer in French.") == 1
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in TEMPLATES.glob("*.jinja")))
+def test_every_template_renders_a_system_turn_inside_the_conversation(name):
+    """What Claude Code sends: whatever the template allows, the text reaches the model once."""
+    prompt = _render(name, MID_SYSTEM)
+    assert prompt.count("You are terse.") == 1 and prompt.count("Answer in French.") == 1
+    assert prompt.index("hi") < prompt.index("again")
