@@ -17,6 +17,16 @@ class UserMessage(Static):
     DEFAULT_CLASSES = "message user"
 
 
+class Notice(Static):
+    """A line from the app in the conversation: an error, or what it did (e.g. changed model)."""
+
+    DEFAULT_CLASSES = "message notice"
+
+    def __init__(self, text: str, error: bool = False):
+        super().__init__(text, markup=False)
+        self.set_class(error, "error")
+
+
 class ToolCalls(Static):
     """Tool calls as name(arguments), not as raw text."""
 
