@@ -6,7 +6,9 @@ import asyncio
 import json
 import re
 import time
+from typing import NamedTuple
 
+from markdown_it import MarkdownIt
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.geometry import Size
@@ -62,14 +64,14 @@ class ToolCalls(Static):
 FLUSH_INTERVAL = 1 / 20
 
 # A reply's answer is shown as a column of Markdown pieces, each of at least this many characters
-# (the last may be shorter; one long block is never cut). Textual re-parses and re-lays out only
-# the piece appended to, so a repaint's work does not grow with the reply.
-PIECE_CHARS = 2000
+# (the last may be shorter; a long list, table, quote or code block is never cut). Textual
+# re-parses the piece appended to from its last block on, and re-lays out only that piece, so a
+# repaint's work does not grow with the reply.
+PIECE_CHARS = 1000
 
 _FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
-# Characters that begin a paragraph when they begin a line after a blank line: no list item,
-# heading, table or indented block starts with them, and a paragraph has no top margin, so two
-# pieces cut there are spaced as one Markdown widget spaces the blocks.
+# Characters that begin a paragraph when they begin a line: no list item, heading, block quote,
+# table row, fence or indented block starts with them, and none can interrupt a paragraph.
 _PARAGRAPH_START = set("\"'“‘(¿¡")
 
 
@@ -89,49 +91,84 @@ def cut_at_lines(text: str, filled: int, size: int) -> list[str]:
     return parts
 
 
+def _line_breaks(state) -> None:
+    """A markdown-it core rule: every line end inside a paragraph is a line break (as chat apps
+    show a model's single newlines), not a space."""
+    for token in state.tokens:
+        for child in token.children or ():
+            if child.type == "softbreak":
+                child.type = "hardbreak"
+
+
+def answer_parser() -> MarkdownIt:
+    parser = MarkdownIt("gfm-like")
+    parser.core.ruler.push("line_breaks", _line_breaks)
+    return parser
+
+
 class AnswerPiece(Markdown):
-    """One piece of an answer: a Markdown widget whose height depends on its text and width only.
+    """One piece of an answer: Markdown whose line ends are line breaks, laid out by its own text
+    and width only.
 
     Textual lays out a container whose children all have dynamic heights against its parent's
     height, and caches that layout by size; an answer's height changes as it streams, so every
     piece would be laid out anew, block by block, on each repaint. Markdown blocks are
     auto-height (never fr or %), so the parent's height cannot change a piece's: measuring it
-    against a height of 0 gives the same answer and a cache entry that stays valid."""
+    against a height of 0 gives the same answer and a cache entry that stays valid.
+
+    The class "-paragraph-continues" marks a piece whose last paragraph goes on in the next
+    piece (app.tcss drops that paragraph's bottom margin)."""
+
+    def __init__(self, markdown: str, continues: bool = False):
+        parser = answer_parser()  # one per piece: its appends and updates never overlap
+        super().__init__(markdown, classes="answer", parser_factory=lambda: parser)
+        self.set_class(continues, "-paragraph-continues")
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
         return super().get_content_height(Size(container.width, 0), viewport, width)
 
 
-class MarkdownCutter:
-    """Cuts streamed Markdown where a new piece may start without changing how it renders.
+class Part(NamedTuple):
+    text: str
+    continues: bool = False  # the piece this part opens goes on with the last one's paragraph
 
-    A cut goes only before a line that follows a blank line, outside a fenced code block, and
-    that starts a paragraph (see _PARAGRAPH_START): every block above has ended there. Not
-    recognised: HTML blocks that span blank lines, setext headings and tables without a leading
-    pipe (a cut before them moves them by a line), and reference links whose definition is in
-    another piece. Each character is looked at once, as it arrives."""
+
+class MarkdownCutter:
+    """Cuts streamed Markdown where a new piece may start and render as if it were not cut.
+
+    A cut goes only before a line that starts a paragraph (see _PARAGRAPH_START), outside a
+    fenced code block, where either a blank line came before (every block above has ended), or
+    the lines since the last blank line are a paragraph's, each begun the same way (the cut
+    paragraph then goes on in the next piece; with line ends shown as line breaks it looks the
+    same). Not recognised: HTML blocks that span blank lines, setext headings and tables
+    without a leading pipe (a cut before them moves them by a line), and reference links whose
+    definition is in another piece. Each character is looked at once, as it arrives."""
 
     def __init__(self, piece_chars: int | None = None):
         self.piece_chars = PIECE_CHARS if piece_chars is None else piece_chars
         self.in_piece = 0  # characters in the current piece
         self.line = ""  # the start of the unfinished line (enough to recognise a fence)
         self.at_line_start = True
-        self.after_blank = False  # the last finished line was blank
+        self.block: str | None = "start"  # None after a blank line; "paragraph"; "other"
         self.fence: str | None = None  # the open fence's marker, e.g. "```"
 
-    def feed(self, text: str) -> list[str]:
+    def feed(self, text: str) -> list[Part]:
         """`text` in parts: the first continues the current piece, each further one opens a piece."""
-        parts = [""]
+        parts = [Part("")]
         i = 0
         while i < len(text):
-            if (self.at_line_start and self.after_blank and self.fence is None
-                    and self.in_piece >= self.piece_chars and _starts_paragraph(text[i])):
-                parts.append("")
-                self.in_piece = 0
+            if self.at_line_start and self.fence is None:
+                paragraph = _starts_paragraph(text[i])
+                if (paragraph and self.block in (None, "paragraph")
+                        and self.in_piece >= self.piece_chars):
+                    parts.append(Part("", continues=self.block == "paragraph"))
+                    self.in_piece = 0
+                if self.block in (None, "start") or not paragraph:
+                    self.block = "paragraph" if paragraph else "other"
             end = text.find("\n", i)
             end = len(text) if end < 0 else end + 1
             chunk = text[i:end]
-            parts[-1] += chunk
+            parts[-1] = parts[-1]._replace(text=parts[-1].text + chunk)
             self.in_piece += len(chunk)
             self.at_line_start = False
             if len(self.line) < 64:
@@ -144,11 +181,12 @@ class MarkdownCutter:
 
     def _line_done(self, line: str) -> None:
         stripped = line.strip()
-        self.after_blank = not stripped
         if self.fence is None:
             match = _FENCE.match(line)
             if match:
-                self.fence = match.group(1)
+                self.fence, self.block = match.group(1), "other"
+            elif not stripped:
+                self.block = None
         elif (stripped.startswith(self.fence[0] * len(self.fence))
               and not stripped.strip(self.fence[0]) and len(line) - len(line.lstrip(" ")) <= 3):
             self.fence = None
@@ -196,8 +234,9 @@ class AssistantMessage(Vertical):
         with Collapsible(title="Thinking", collapsed=True, classes="reasoning") as box:
             box.display = bool(self.reasoning)
             yield Static(self.reasoning, classes="reasoning-text", markup=False)
-        for piece in self._initial_pieces:
-            yield AnswerPiece(piece, classes="answer")
+        pieces = self._initial_pieces
+        for piece, after in zip(pieces, pieces[1:] + [Part("")]):
+            yield AnswerPiece(piece.text, continues=after.continues)
         yield ToolCalls()
 
     def on_mount(self) -> None:
@@ -243,10 +282,11 @@ class AssistantMessage(Vertical):
                 text = "".join(self._unpainted_content)
                 self._unpainted_content.clear()
                 parts = self._cutter.feed(text)
-                if parts[0]:
-                    await self.pieces[-1].append(parts[0])
+                if parts[0].text:
+                    await self.pieces[-1].append(parts[0].text)
                 for part in parts[1:]:
-                    await self.mount(AnswerPiece(part, classes="answer"), before=self.tool_calls)
+                    self.pieces[-1].set_class(part.continues, "-paragraph-continues")
+                    await self.mount(AnswerPiece(part.text), before=self.tool_calls)
 
     async def _paint_reasoning(self, text: str) -> None:
         box = self.query_one(".reasoning", Collapsible)

@@ -13,7 +13,7 @@ from localgw.tui import widgets
 from localgw.tui.app import ChatApp
 from localgw.tui.client import Delta
 from localgw.tui.history import ChatHistory
-from localgw.tui.widgets import AnswerPiece, AssistantMessage, MarkdownCutter, cut_at_lines
+from localgw.tui.widgets import AnswerPiece, AssistantMessage, MarkdownCutter, Part, cut_at_lines
 from tests.tui.fakes import FakeClient
 
 # every kind of block, and blank lines where no piece may start
@@ -50,36 +50,45 @@ Quoted no more.
 
 "Dialogue," said the knight.
 
+A poem's first line,
+its second line
+(and a third).
+- a list interrupts it
+lazily continued
+
 Last paragraph."""
 
-# the lines a piece may start with, after the first (no heading, list item, fenced or indented
-# line, nor a line inside a block quote)
+# the lines a piece may start with, after the first: a paragraph's first line after a blank
+# line, or a paragraph's next line (no heading, list item, fenced or indented line, nor a line
+# continuing a list item or block quote)
 CUTS = ["Paragraph under it.", "Paragraph after the list.", "Quoted no more.",
-        '"Dialogue," said the knight.',
-        "Last paragraph."]
+        '"Dialogue," said the knight.', "A poem's first line,", "its second line",
+        "(and a third).", "Last paragraph."]
+CONTINUES = {"its second line", "(and a third)."}
 
 
 def test_cutter_cuts_only_where_a_paragraph_starts():
     parts = MarkdownCutter(piece_chars=1).feed(DOC)
-    assert "".join(parts) == DOC
-    assert parts[0].startswith("Intro") and len(parts) == 1 + len(CUTS)
-    assert [p.split("\n")[0] for p in parts[1:]] == CUTS
+    assert "".join(p.text for p in parts) == DOC
+    assert parts[0].text.startswith("Intro") and len(parts) == 1 + len(CUTS)
+    assert [p.text.split("\n")[0] for p in parts[1:]] == CUTS
+    assert {p.text.split("\n")[0] for p in parts if p.continues} == CONTINUES
 
 
 @pytest.mark.parametrize("step", [1, 2, 7, 64])
 def test_cutter_cuts_the_same_however_the_text_arrives(step):
     cutter = MarkdownCutter(piece_chars=1)
-    pieces = [""]
+    pieces = [Part("")]
     for i in range(0, len(DOC), step):
         parts = cutter.feed(DOC[i:i + step])
-        pieces[-1] += parts[0]
+        pieces[-1] = pieces[-1]._replace(text=pieces[-1].text + parts[0].text)
         pieces += parts[1:]
     assert pieces == MarkdownCutter(piece_chars=1).feed(DOC)
 
 
 def test_cutter_waits_for_a_piece_to_be_long_enough():
     doc = "\n\n".join(f"Paragraph {i} " + "word " * 20 for i in range(10))
-    parts = MarkdownCutter(piece_chars=300).feed(doc)
+    parts = [p.text for p in MarkdownCutter(piece_chars=300).feed(doc)]
     assert "".join(parts) == doc and len(parts) > 3
     assert all(len(p) >= 300 for p in parts[:-1])
     assert all(p.startswith("Paragraph") for p in parts)
