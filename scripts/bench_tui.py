@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from pathlib import Path
 
 import httpx
@@ -63,7 +64,7 @@ def speeds(stamps: list[float], tokens: int) -> dict:
 
 # ---- the plain client -----------------------------------------------------------------------
 def plain_client(url: str, model: str, tokens: int) -> dict:
-    stamps, usage = [], {}
+    stamps, usage, text = [], {}, []
     with httpx.Client(base_url=url, timeout=900) as http:
         with http.stream("POST", "/v1/chat/completions", json=body(model, tokens)) as resp:
             resp.raise_for_status()
@@ -75,7 +76,8 @@ def plain_client(url: str, model: str, tokens: int) -> dict:
                 for choice in chunk.get("choices") or []:
                     if (choice.get("delta") or {}).get("content"):
                         stamps.append(time.perf_counter())
-    return speeds(stamps, usage.get("completion_tokens", len(stamps)))
+                        text.append(choice["delta"]["content"])
+    return speeds(stamps, usage.get("completion_tokens", len(stamps))) | {"text": "".join(text)}
 
 
 # ---- the chat app (child process) -----------------------------------------------------------
@@ -157,7 +159,8 @@ def app_side(url: str, model: str, tokens: int, headless: bool, size: tuple[int,
             sock = f"bench-tui-{os.getpid()}"  # a tmux server of our own, ended below
             env = " ".join(f"{k}={shlex.quote(v)}" for k, v in os.environ.items()
                            if k in ("PYTHONPATH", "PATH", "HOME", "LOCALGW_HOME"))
-            line = f"env {env} TERM=xterm-256color {shlex.join(cmd)} 2>{shlex.quote(tmp)}/stderr"
+            # Textual draws on stderr: it must stay the pane's terminal (errors go to OUT.err)
+            line = f"env {env} TERM=xterm-256color {shlex.join(cmd)}"
             subprocess.run(["tmux", "-L", sock, "-f", "/dev/null", "new-session", "-d",
                             "-x", str(size[0]), "-y", str(size[1]), line], check=True, cwd=ROOT)
             try:
@@ -165,8 +168,9 @@ def app_side(url: str, model: str, tokens: int, headless: bool, size: tuple[int,
                     alive = subprocess.run(["tmux", "-L", sock, "has-session"],
                                            capture_output=True).returncode == 0
                     if not alive and not out.exists():
-                        err = Path(tmp, "stderr").read_text() if Path(tmp, "stderr").exists() else ""
-                        sys.exit(f"bench_tui: the app ended without a result\n{err[-3000:]}")
+                        err = out.with_suffix(".err")
+                        sys.exit("bench_tui: the app ended without a result\n"
+                                 + (err.read_text()[-3000:] if err.exists() else ""))
                     time.sleep(0.5)
                 time.sleep(0.5)  # the app writes its result as it quits
             finally:
@@ -214,7 +218,11 @@ def main() -> None:
     ap.add_argument("--child", metavar="OUT", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        run_app(args.url, args.model, args.tokens, Path(args.child), args.headless)
+        try:
+            run_app(args.url, args.model, args.tokens, Path(args.child), args.headless)
+        except BaseException:
+            Path(args.child).with_suffix(".err").write_text(traceback.format_exc())
+            raise
         return
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("bench_tui: terminated"))  # cleanups run
     size = tuple(int(n) for n in args.size.lower().split("x"))
