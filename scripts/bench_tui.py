@@ -16,7 +16,8 @@ Decode tok/s on both sides is (tokens - 1) / (last content delta - first content
 figure the app shows in its status line; "last 1/8" is the same over the last eighth of the
 deltas, where a cost that grows with the reply's length shows most. "paint lag" is how long after
 the last delta the app had painted it; "app CPU" is the app process's CPU time per token over the
-first and the last eighth of the deltas (the terminal's own work, tmux's, is not in it).
+first and the last eighth of the deltas, and per paint while streaming; "tmux CPU" is the tmux
+server's, per token over the whole run.
 """
 
 from __future__ import annotations
@@ -141,9 +142,21 @@ def run_app(url: str, model: str, tokens: int, out: Path, headless: bool) -> Non
     per_delta = done / max(len(cpu), 1)
     cpu_ms = [1000 * (c[-1] - c[0]) / ((len(c) - 1) * per_delta) if len(c) > 1 else None
               for c in (cpu[:eighth], cpu[-eighth:])]
+    streaming = [t for t in paints if stamps and stamps[0] <= t <= stamps[-1]]
     out.write_text(json.dumps(speeds(stamps, done) | {
         "status": result.get("status", ""), "cpu_ms_per_token": cpu_ms,
+        "paints_per_s": len(streaming) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else None,
+        "cpu_ms_per_paint": 1000 * (cpu[-1] - cpu[0]) / len(streaming) if streaming else None,
         "paint_lag_s": (paints[-1] - stamps[-1]) if paints and stamps else None}))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc), 0 where it cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def app_side(url: str, model: str, tokens: int, headless: bool, size: tuple[int, int]) -> dict:
@@ -156,16 +169,20 @@ def app_side(url: str, model: str, tokens: int, headless: bool, size: tuple[int,
         else:
             if not shutil.which("tmux"):
                 sys.exit("bench_tui: no tmux (use --headless)")
-            sock = f"bench-tui-{os.getpid()}"  # a tmux server of our own, ended below
+            sock = str(Path(tmp) / "tmux")  # a tmux server of our own, ended below
             env = " ".join(f"{k}={shlex.quote(v)}" for k, v in os.environ.items()
                            if k in ("PYTHONPATH", "PATH", "HOME", "LOCALGW_HOME"))
             # Textual draws on stderr: it must stay the pane's terminal (errors go to OUT.err)
             line = f"env {env} TERM=xterm-256color {shlex.join(cmd)}"
-            subprocess.run(["tmux", "-L", sock, "-f", "/dev/null", "new-session", "-d",
+            subprocess.run(["tmux", "-S", sock, "-f", "/dev/null", "new-session", "-d",
                             "-x", str(size[0]), "-y", str(size[1]), line], check=True, cwd=ROOT)
+            tmux_pid = int(subprocess.run(["tmux", "-S", sock, "display", "-p", "#{pid}"],
+                                          capture_output=True, text=True).stdout.strip() or 0)
+            tmux_cpu, tmux_used = cpu_seconds(tmux_pid), 0.0
             try:
                 while not out.exists():
-                    alive = subprocess.run(["tmux", "-L", sock, "has-session"],
+                    tmux_used = cpu_seconds(tmux_pid) - tmux_cpu
+                    alive = subprocess.run(["tmux", "-S", sock, "has-session"],
                                            capture_output=True).returncode == 0
                     if not alive and not out.exists():
                         err = out.with_suffix(".err")
@@ -174,8 +191,10 @@ def app_side(url: str, model: str, tokens: int, headless: bool, size: tuple[int,
                     time.sleep(0.5)
                 time.sleep(0.5)  # the app writes its result as it quits
             finally:
-                subprocess.run(["tmux", "-L", sock, "kill-server"], capture_output=True)
+                subprocess.run(["tmux", "-S", sock, "kill-server"], capture_output=True)
         result = json.loads(out.read_text())
+        if not headless:
+            result["tmux_cpu_ms_per_token"] = 1000 * tmux_used / max(result["tokens"], 1)
     if not result["deltas"]:
         sys.exit(f"bench_tui: the app got no reply (status line: {result['status']!r})")
     return result
@@ -252,7 +271,10 @@ def main() -> None:
               f"{a['tokens']} tokens{lag}; status line: {a['status']}")
         first, last = a["cpu_ms_per_token"]
         if first is not None and last is not None:
-            print(f"  app CPU:      {first:.2f} ms/token over the first 1/8, {last:.2f} over the last")
+            print(f"  app CPU:      {first:.2f} ms/token over the first 1/8, {last:.2f} over the last; "
+                  f"{a['paints_per_s']:.1f} paints/s, {a['cpu_ms_per_paint']:.1f} ms a paint")
+        if a.get("tmux_cpu_ms_per_token") is not None:
+            print(f"  tmux CPU:     {a['tmux_cpu_ms_per_token']:.2f} ms/token")
         print(f"  ratio app/plain: {r['ratio']:.2f}x (last 1/8: {a['tail_tps'] / p['tail_tps']:.2f}x)")
     if args.json:
         Path(args.json).write_text(json.dumps({"model": model, "tokens": args.tokens,
