@@ -59,9 +59,25 @@ class ToolCalls(Static):
                 for i, c in sorted(self.calls.items())]
 
 
-# Repaint a streaming reply at most this often. The model shares the CPU with this app: a repaint
-# per token (~150 a second on a small machine) took ~40% of its decode speed.
+# A streaming reply is repainted in batches, as often as keeps the app's CPU time at about
+# PAINT_CPU_SHARE of one CPU (the model decodes on the same machine, and on a small one each
+# cycle the app takes is the model's): each wait is the CPU time the app used since the last
+# repaint began, over that share; never shorter than FLUSH_INTERVAL nor longer than
+# MAX_PAINT_INTERVAL.
+PAINT_CPU_SHARE = 0.06
 FLUSH_INTERVAL = 1 / 20
+MAX_PAINT_INTERVAL = 0.5
+
+# While a reply streams it keeps blank lines below its text, at least 2 and up to this share of
+# the view's height, growing by that much when they run out. Textual repaints the whole view when
+# the reply's height changes (everything above it scrolls); text written into lines already
+# there repaints only the paragraph it goes to.
+RUNWAY_SHARE = 1 / 4
+
+
+def paint_wait(spent: float) -> float:
+    """Seconds from one repaint to the next, `spent` the app's CPU seconds between the last two."""
+    return min(max(spent / PAINT_CPU_SHARE, FLUSH_INTERVAL), MAX_PAINT_INTERVAL)
 
 # A reply's answer is shown as a column of Markdown pieces, each of at least this many characters
 # (the last may be shorter; a long list, table, quote or code block is never cut). Textual
@@ -196,7 +212,7 @@ class AssistantMessage(Vertical):
     """Reasoning (collapsible, dimmed), the answer as streaming Markdown, and tool calls.
 
     Streamed text is taken at once (`content`, `reasoning` are always whole) but painted in
-    batches: the first piece at once, then what arrived meanwhile every FLUSH_INTERVAL. Only the
+    batches: the first piece at once, then what arrived meanwhile (see PAINT_CPU_SHARE). Only the
     new text is handed on: appended to the last Markdown piece of the answer (Textual re-parses
     from that piece's last block on), or mounted as a new piece where MarkdownCutter cuts; the
     reasoning likewise goes to the last of its Static pieces (a Static re-wraps all of its text
@@ -215,7 +231,8 @@ class AssistantMessage(Vertical):
         self._unpainted_content: list[str] = []
         self._unpainted_reasoning: list[str] = []
         self._timer = None
-        self._painted_at = 0.0
+        self._next_paint_at = 0.0
+        self._cpu_at: float | None = None  # the app's CPU time when the last repaint began
         self._painting = asyncio.Lock()
 
     @property
@@ -267,12 +284,16 @@ class AssistantMessage(Vertical):
 
     def _schedule_paint(self) -> None:
         if self._timer is None:
-            wait = self._painted_at + FLUSH_INTERVAL - time.monotonic()
+            wait = self._next_paint_at - time.monotonic()
             self._timer = self.set_timer(max(wait, 0.001), self._paint)  # textual: no 0 s timers
 
     async def _paint(self) -> None:
         self._timer = None
-        self._painted_at = time.monotonic()
+        cpu = time.process_time()
+        spent = 0.0 if self._cpu_at is None else cpu - self._cpu_at
+        self._cpu_at = cpu
+        self._next_paint_at = time.monotonic() + paint_wait(spent)
+        self._keep_runway()
         async with self._painting:  # a paint from finish() waits for one from the timer
             if self._unpainted_reasoning:
                 text = "".join(self._unpainted_reasoning)
@@ -287,6 +308,17 @@ class AssistantMessage(Vertical):
                 for part in parts[1:]:
                     self.pieces[-1].set_class(part.continues, "-paragraph-continues")
                     await self.mount(AnswerPiece(part.text), before=self.tool_calls)
+
+    def _keep_runway(self) -> None:
+        """Reserve blank lines below the text (as laid out at the last repaint) as they run out."""
+        shown = [w.region for w in self.children if w.display]
+        top = self.content_region.y
+        if not shown or not self.parent.size.height:
+            return
+        used = max(r.bottom for r in shown) - top
+        reserved = self.styles.min_height.value if self.styles.min_height is not None else 0
+        if reserved - used < 2:
+            self.styles.min_height = used + max(4, int(self.parent.size.height * RUNWAY_SHARE))
 
     async def _paint_reasoning(self, text: str) -> None:
         box = self.query_one(".reasoning", Collapsible)
@@ -309,5 +341,6 @@ class AssistantMessage(Vertical):
         if note:
             self._content.append(note)
             await self.pieces[-1].append(note)
+        self.styles.min_height = None  # the reply as tall as its text
         if self.reasoning:
             self.query_one(".reasoning", Collapsible).collapsed = True

@@ -104,6 +104,13 @@ def test_cut_at_lines():
     assert "\n".join(cut_at_lines(text, 0, 40)) == text
 
 
+def test_repaints_are_spaced_by_the_cpu_time_they_take():
+    share = widgets.PAINT_CPU_SHARE
+    assert widgets.paint_wait(0.0) == widgets.FLUSH_INTERVAL  # cheap: as often as allowed
+    assert widgets.paint_wait(0.01) == pytest.approx(0.01 / share)
+    assert widgets.paint_wait(10.0) == widgets.MAX_PAINT_INTERVAL  # dear: still now and then
+
+
 def screen_text(app) -> list[str]:
     return [strip.text for strip in app.screen._compositor.render_strips()]
 
@@ -146,6 +153,7 @@ async def wait_idle(pilot):
 async def test_a_long_reply_streams_into_pieces_and_finished_pieces_are_left_alone(history, monkeypatch):
     """Only the last piece is appended to and laid out again; the reply is kept whole."""
     monkeypatch.setattr(widgets, "PIECE_CHARS", 300)
+    monkeypatch.setattr(widgets, "PAINT_CPU_SHARE", 1.0)  # many paints
     paragraphs = [f"Chapter {i}: " + " ".join(f"w{i}_{j}" for j in range(40)) for i in range(12)]
     text = "\n\n".join(paragraphs)
     words = [w + " " for w in text.split(" ")[:-1]] + [text.split(" ")[-1]]
@@ -177,7 +185,9 @@ async def test_a_long_reply_streams_into_pieces_and_finished_pieces_are_left_alo
 
         def note_first_piece_done():
             pieces = app.query(AssistantMessage).last().pieces if app.query(AssistantMessage) else []
-            if len(pieces) > 2 and not first_done:  # the first piece is done and painted
+            # the first piece done and painted, at the width it keeps (with the scrollbar)
+            scrolls = app.query_one("#messages").show_vertical_scrollbar
+            if len(pieces) > 2 and scrolls and not first_done:
                 first_done.update(piece=pieces[0], arranged=arranged[pieces[0]])
 
         app.set_interval(0.01, note_first_piece_done)
@@ -213,3 +223,40 @@ async def test_long_reasoning_is_painted_in_pieces_cut_at_line_ends(history, mon
         assert reply.reasoning == reasoning
         assert len(statics) > 2
         assert "\n".join(str(s.content) for s in statics) == reasoning
+
+
+async def test_a_streaming_reply_keeps_blank_lines_below_so_most_repaints_keep_its_height(
+        history, monkeypatch):
+    monkeypatch.setattr(widgets, "PAINT_CPU_SHARE", 1.0)  # many paints
+    lines = [f"Line {i}: " + "word " * 8 for i in range(60)]
+    heights, paints = [], []
+    paint = AssistantMessage._paint
+
+    async def watched(self):
+        heights.append(self.outer_size.height)
+        await paint(self)
+        paints.append(self.styles.min_height)
+
+    monkeypatch.setattr(AssistantMessage, "_paint", watched)
+
+    class Paced(FakeClient):
+        async def stream_chat(self, *args, **kwargs):
+            async for event in super().stream_chat(*args, **kwargs):
+                await asyncio.sleep(0.003)
+                yield event
+
+    words = [w + " " for line in lines for w in line.split()]
+    app = ChatApp(Paced([Delta(content=w) for w in words]), history, model="org/small")
+    async with app.run_test(size=(80, 60)) as pilot:  # a runway of 13 lines
+        app.query_one("#prompt").value = "lines"
+        await pilot.press("enter")
+        await wait_idle(pilot)
+        reply = app.query(AssistantMessage).last()
+        assert reply.content == "".join(words)
+        assert len(heights) > 30
+        # the height changed at a few repaints only (each time by several lines)
+        changes = sum(a != b for a, b in zip(heights, heights[1:]))
+        assert changes < len(heights) / 3, (changes, len(heights))
+        assert all(p is not None for p in paints[:-1])
+        await pilot.pause()
+        assert reply.styles.min_height is None  # done: as tall as its text
