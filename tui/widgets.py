@@ -68,22 +68,23 @@ PAINT_CPU_SHARE = 0.06
 FLUSH_INTERVAL = 1 / 20
 MAX_PAINT_INTERVAL = 0.5
 
-# While a reply streams it keeps blank lines below its text, at least 2 and up to this share of
-# the view's height, growing by that much when they run out. Textual repaints the whole view when
-# the reply's height changes (everything above it scrolls); text written into lines already
-# there repaints only the paragraph it goes to.
+# While a reply streams it keeps blank lines below its text: when fewer than 2 are left, it grows
+# by this share of the view's height (at least 4 lines). Textual repaints the whole view when the
+# reply's height changes (everything above it moves); text written into lines already there
+# repaints only the paragraph it goes to.
 RUNWAY_SHARE = 1 / 4
+
+# A reply's answer is shown as a column of Markdown pieces, each of at least this many characters
+# (the last may be shorter; a long list, table, quote or code block is never cut); its reasoning
+# likewise as Statics. Textual re-parses the piece appended to from its last block on, and
+# re-lays out only that piece, so a repaint's work does not grow with the reply.
+PIECE_CHARS = 1000
 
 
 def paint_wait(spent: float) -> float:
     """Seconds from one repaint to the next, `spent` the app's CPU seconds between the last two."""
     return min(max(spent / PAINT_CPU_SHARE, FLUSH_INTERVAL), MAX_PAINT_INTERVAL)
 
-# A reply's answer is shown as a column of Markdown pieces, each of at least this many characters
-# (the last may be shorter; a long list, table, quote or code block is never cut). Textual
-# re-parses the piece appended to from its last block on, and re-lays out only that piece, so a
-# repaint's work does not grow with the reply.
-PIECE_CHARS = 1000
 
 _FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
 # Characters that begin a paragraph when they begin a line: no list item, heading, block quote,
@@ -154,9 +155,9 @@ class MarkdownCutter:
 
     A cut goes only before a line that starts a paragraph (see _PARAGRAPH_START), outside a
     fenced code block, where either a blank line came before (every block above has ended), or
-    the lines since the last blank line are a paragraph's, each begun the same way (the cut
-    paragraph then goes on in the next piece; with line ends shown as line breaks it looks the
-    same). Not recognised: HTML blocks that span blank lines, setext headings and tables
+    every line since the last blank line began that way too, so they are one paragraph's (which
+    then goes on in the next piece; with line ends shown as line breaks it looks the same). Not
+    recognised: HTML blocks that span blank lines, setext headings and tables
     without a leading pipe (a cut before them moves them by a line), and reference links whose
     definition is in another piece. Each character is looked at once, as it arrives."""
 
