@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Decode speed of one long reply with the chat app attached, against a plain streaming client.
 
-    flock /tmp/localgw-model.lock .venv/bin/python scripts/bench_tui.py             # app in tmux
-    flock /tmp/localgw-model.lock .venv/bin/python scripts/bench_tui.py --headless  # no terminal
-    .venv/bin/python scripts/bench_tui.py --url http://127.0.0.1:8000 --model ID    # a running server
+    .venv/bin/python scripts/bench_tui.py                 # the app in tmux, 4,096-token reply
+    .venv/bin/python scripts/bench_tui.py --headless      # the app without a terminal
+    .venv/bin/python scripts/bench_tui.py --url http://127.0.0.1:8000 --model ID   # a running server
 
 Starts `localgw serve` on the embedded model (unless --url), then asks for the same reply twice,
 one after the other, never both at once: once from the chat app (its own code path, HttpChatClient,
-painting every update), once from a plain httpx streaming client. The reply runs to --tokens
+painting as it does for a user), once from a plain httpx streaming client. The reply runs to --tokens
 (temperature 0, the end-of-turn token banned by logit_bias). The app runs in a child process, in a
 tmux window of --size (a real terminal: the app writes escape codes and tmux parses them, as for a
 user), or with --headless as a Textual app without a terminal (layout and paint, no output).
