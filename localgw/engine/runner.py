@@ -73,6 +73,7 @@ from llama_cpp import _internals as internals
 from localgw.chat.stops import StopMatcher
 from localgw.engine.batch import Batch
 from localgw.engine.llamalog import capture_buffers
+from localgw.engine.memory import release_freed_memory
 from localgw.engine.prompt_cache import PromptCache, as_tokens, common_prefix
 from localgw.engine.reuse import Rates, Source, choose as choose_source
 from localgw.engine.sampling import Sampler
@@ -419,9 +420,11 @@ class LlamaRunner:
             job.out.cancel()
         self._queue.put(None)
         self._thread.join(timeout=30)
+        self.cache.clear()
         self._batch.close()
         self._ctx.close()
         self._model.close()
+        release_freed_memory()
         log.info("unloaded %s", self.model_id)
 
     # ---- the loop thread ------------------------------------------------------------------
