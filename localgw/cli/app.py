@@ -138,8 +138,8 @@ def rm(model_id: str = typer.Argument(..., metavar="ID"),
 
 @app.command("serve")
 def serve(
-    host: str = typer.Option(None, help=f"bind address [env LOCALGW_HOST; default {defaults.HOST}]"),
-    port: int = typer.Option(None, help=f"port [env LOCALGW_PORT; default {defaults.PORT}]"),
+    host: str = typer.Option(None, help=f"bind address (env LOCALGW_HOST; default {defaults.HOST})"),
+    port: int = typer.Option(None, help=f"port (env LOCALGW_PORT; default {defaults.PORT})"),
     model: list[str] = typer.Option([], "--model", "-m", help="id or GGUF path to preload (repeatable)"),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="LOCALGW_API_KEY",
                                           help="require this key (Bearer or x-api-key)"),
