@@ -175,7 +175,7 @@ def serve(
                                             help="host-RAM prompt cache, e.g. 2GiB or 512MiB; 0 turns it off (default min(2 GiB, 10% of RAM))"),
     flash_attn: str = typer.Option("auto", "--flash-attn", metavar="auto|on|off",
                                    help="llama.cpp's flash attention: auto lets it choose per device "
-                                        "(README: Speed, on the trade on CPUs)"),
+                                        "(README: Threads, on the trade on CPUs)"),
     kv_unified: bool = typer.Option(False, "--kv-unified",
                                     help="the slots' KV cells in one shared pool: faster for several "
                                          "streams on a GPU, but a stream's last bits then depend on "
