@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from localgw import defaults
 from localgw.cli.output import human_count, human_size, print_json, stderr, table
 from localgw.errors import StoreError
 from localgw.store import ModelStore
@@ -137,8 +138,8 @@ def rm(model_id: str = typer.Argument(..., metavar="ID"),
 
 @app.command("serve")
 def serve(
-    host: str = typer.Option(None, help="bind address [env LOCALGW_HOST; default 127.0.0.1]"),
-    port: int = typer.Option(None, help="port [env LOCALGW_PORT; default 8000]"),
+    host: str = typer.Option(None, help=f"bind address (env LOCALGW_HOST; default {defaults.HOST})"),
+    port: int = typer.Option(None, help=f"port (env LOCALGW_PORT; default {defaults.PORT})"),
     model: list[str] = typer.Option([], "--model", "-m", help="id or GGUF path to preload (repeatable)"),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="LOCALGW_API_KEY",
                                           help="require this key (Bearer or x-api-key)"),
@@ -146,11 +147,11 @@ def serve(
     gpu_layers: Optional[int] = typer.Option(None, "--gpu-layers",
                                              help="layers on the GPU (-1 all; default all when built with GPU support)"),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="decode threads"),
-    max_loaded: int = typer.Option(1, "--max-loaded", min=1, help="models loaded at once"),
-    keep_alive: str = typer.Option("5m", "--keep-alive",
+    max_loaded: int = typer.Option(defaults.MAX_LOADED, "--max-loaded", min=1, help="models loaded at once"),
+    keep_alive: str = typer.Option(defaults.KEEP_ALIVE, "--keep-alive",
                                    help="how long an idle model stays loaded (30s, 5m, 1h; 0 unloads after each request; -1 never)"),
-    max_queue: int = typer.Option(64, "--max-queue", min=1, help="queued requests per model before 429"),
-    max_body: int = typer.Option(16 * 1024 * 1024, "--max-body", min=1024, help="request body limit, bytes"),
+    max_queue: int = typer.Option(defaults.MAX_QUEUE, "--max-queue", min=1, help="queued requests per model before 429"),
+    max_body: int = typer.Option(defaults.MAX_BODY_BYTES, "--max-body", min=1024, help="request body limit, bytes"),
     chat_template: Optional[Path] = typer.Option(None, "--chat-template",
                                                  help="Jinja file overriding the models' templates"),
     insecure: bool = typer.Option(False, "--insecure", help="allow a non-loopback bind without a key"),
@@ -161,12 +162,12 @@ def serve(
     cors_origins: list[str] = typer.Option([], "--cors-origins", metavar="ORIGIN,…",
                                            help="web pages (https://app.example.com) that may call "
                                                 "the API, beyond this machine's own; * for any"),
-    reasoning_field: str = typer.Option("both", "--reasoning-field",
+    reasoning_field: str = typer.Option(defaults.REASONING_FIELD, "--reasoning-field",
                                         help="where thinking goes: reasoning_content, reasoning or both"),
     limit: list[str] = typer.Option([], "--limit", metavar="NAME=N",
                                     help="raise a per-request limit, e.g. max_messages=10000 "
                                          "(repeatable; see README: Limits)"),
-    max_output: int = typer.Option(4096, "--max-output", min=1,
+    max_output: int = typer.Option(defaults.MAX_OUTPUT_TOKENS, "--max-output", min=1,
                                    help="tokens a reply may have when the request sets no max_tokens"),
     parallel: Optional[int] = typer.Option(None, "--parallel", min=1, max=64,
                                            help="slots per model: requests decoded together (default by memory, at least 2)"),
@@ -174,7 +175,7 @@ def serve(
                                             help="host-RAM prompt cache, e.g. 2GiB or 512MiB; 0 turns it off (default min(2 GiB, 10% of RAM))"),
     flash_attn: str = typer.Option("auto", "--flash-attn", metavar="auto|on|off",
                                    help="llama.cpp's flash attention: auto lets it choose per device "
-                                        "(README: Speed, on the trade on CPUs)"),
+                                        "(README: Threads, on the trade on CPUs)"),
     kv_unified: bool = typer.Option(False, "--kv-unified",
                                     help="the slots' KV cells in one shared pool: faster for several "
                                          "streams on a GPU, but a stream's last bits then depend on "
@@ -191,8 +192,8 @@ def serve(
     from localgw.upstreams import config as upstreams
 
     settings = ServerSettings(
-        host=host or os.environ.get("LOCALGW_HOST", "127.0.0.1"),
-        port=port if port is not None else int(os.environ.get("LOCALGW_PORT", "8000")),
+        host=host or os.environ.get("LOCALGW_HOST", defaults.HOST),
+        port=port if port is not None else int(os.environ.get("LOCALGW_PORT", defaults.PORT)),
         models=model, api_key=api_key or None, insecure=insecure,
         allowed_hosts=_comma_list(allowed_hosts), cors_origins=_comma_list(cors_origins),
         load=LoadOptions(n_ctx=ctx, n_threads=threads, n_gpu_layers=gpu_layers, max_queue=max_queue,
@@ -260,7 +261,7 @@ def _read_template(path: Path | None) -> str | None:
 
 
 @app.command("ps")
-def ps(url: str = typer.Option("http://127.0.0.1:8000", "--url"),
+def ps(url: str = typer.Option(defaults.SERVER_URL, "--url"),
        api_key: Optional[str] = typer.Option(None, "--api-key", envvar="LOCALGW_API_KEY"),
        json_: bool = typer.Option(False, "--json")):
     """Models loaded in a running server: memory, context, offload, when each unloads."""
@@ -386,7 +387,7 @@ def doctor(json_: bool = typer.Option(False, "--json")):
 
 
 @app.command("chat")
-def chat(url: str = typer.Option("http://127.0.0.1:8000", "--url", help="server base URL (a trailing /v1 is fine)"),
+def chat(url: str = typer.Option(defaults.SERVER_URL, "--url", help="server base URL (a trailing /v1 is fine)"),
          model: Optional[str] = typer.Option(None, "--model", "-m", help="model id (default: the server's loaded one)"),
          api_key: Optional[str] = typer.Option(None, "--api-key", envvar="LOCALGW_API_KEY")):
     """The terminal chat app, against a running server, or an in-process one when none answers."""

@@ -38,8 +38,8 @@ class InProcessServer:
         self._thread: threading.Thread | None = None
 
     def start(self, timeout: float = 120) -> "InProcessServer":
+        from localgw.cli.serve import uvicorn_config
         from localgw.server.app import create_app
-        from localgw.server.http_protocol import HeadWithBodyProtocol
 
         Path(self.log_path).parent.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(self.log_path)
@@ -48,9 +48,7 @@ class InProcessServer:
         root.handlers[:] = [handler]
         root.setLevel(logging.INFO)
         app = create_app(self.settings)
-        cfg = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                             access_log=False, lifespan="on", log_config=None,
-                             http=HeadWithBodyProtocol)
+        cfg = uvicorn_config(app, "127.0.0.1", self.port, log_config=None)  # logs: the handler above
         self._server = uvicorn.Server(cfg)
         self._thread = threading.Thread(target=self._server.run, name="localgw-server", daemon=True)
         self._thread.start()

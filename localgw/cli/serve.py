@@ -33,6 +33,14 @@ class _Server(uvicorn.Server):
             print(f"localgw listening on http://{host}:{port}", file=sys.stderr, flush=True)
 
 
+def uvicorn_config(app, host: str, port: int, **overrides) -> uvicorn.Config:
+    """uvicorn's settings for localgw's app, shared by `serve` and the chat app's in-process
+    server: warnings only, no access log, lifespan on, and the HTTP protocol that sends a
+    response's head with its body. `overrides` are further `uvicorn.Config` arguments."""
+    return uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                          lifespan="on", http=HeadWithBodyProtocol, **overrides)
+
+
 def log_startup_facts(settings: ServerSettings) -> None:
     from localgw.cli.facts import machine_facts
 
@@ -66,9 +74,7 @@ def run_server(settings: ServerSettings) -> None:
         logging.getLogger("localgw").info(
             "serving the embedded default model; pull a real one with e.g. "
             "`localgw pull Qwen/Qwen2.5-1.5B-Instruct`")
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
-                            access_log=False, timeout_graceful_shutdown=5, lifespan="on",
-                            http=HeadWithBodyProtocol)
+    config = uvicorn_config(app, settings.host, settings.port, timeout_graceful_shutdown=5)
     server = _Server(config, settings, app.state.manager)
     server.run()
     if not server.started:

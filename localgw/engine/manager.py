@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from localgw.chat.defaults import DefaultSampling, defaults_for_manifest
+from localgw import defaults
 from localgw.defaults import DEFAULT_MODEL_ID, embedded_model_path
 from localgw.engine.fit import Device, Estimate, ModelShape, plan
 from localgw.engine.types import LoadOptions
@@ -73,7 +74,7 @@ class Loaded:
     loaded_at: float = field(default_factory=time.time)
     last_used: float = field(default_factory=time.monotonic)
     active: int = 0  # requests holding it (queued or generating)
-    keep_alive: float | None = 300.0  # seconds after the last request; None: forever
+    keep_alive: float | None = defaults.KEEP_ALIVE_SECONDS  # idle seconds; None: forever
     expires_at: float | None = None  # time.time() when it will be unloaded, while idle
 
     @property
@@ -105,9 +106,9 @@ class Loaded:
 
 class ModelManager:
     def __init__(self, store: ModelStore, *, model_args: list[str] | None = None,
-                 options: LoadOptions | None = None, max_loaded: int = 1,
-                 load_wait: float = 120.0,
-                 keep_alive: float | None = 300.0,
+                 options: LoadOptions | None = None, max_loaded: int = defaults.MAX_LOADED,
+                 load_wait: float = defaults.LOAD_WAIT_SECONDS,
+                 keep_alive: float | None = defaults.KEEP_ALIVE_SECONDS,
                  factory: RunnerFactory = _default_factory,
                  devices: Callable[[], list[Device]] | None = None,
                  offload_supported: Callable[[], bool] | None = None):

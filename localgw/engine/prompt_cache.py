@@ -70,6 +70,10 @@ class PromptCache:
         entry = self.entries.popitem(last=False)[1] if key is None else self.entries.pop(key)
         self._bytes -= entry.size
 
+    def clear(self) -> None:
+        self.entries.clear()
+        self._bytes = 0
+
     def best(self, prompt: np.ndarray) -> tuple[CacheEntry | None, int]:
         """The entry sharing the longest prefix with `prompt`, and that length."""
         best, best_len = None, 0

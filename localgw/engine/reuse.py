@@ -9,12 +9,12 @@ tokens it adds would have taken (pure functions; the runner does the llama.cpp c
 How cells move, and what that costs:
 - `stream`: `llama_memory_seq_cp` into another KV stream copies the *whole* stream, every layer's
   n_ctx cells whatever the sequence holds (llama.cpp's `update`, at the start of the next decode).
-  Measured on this project's CPU with SmolLM2: 35-50 ms for an 8,192-cell stream, 120-145 ms for
-  32,768 — which every new conversation paid to share the chat template's first ~5 tokens with
-  another slot (worth ~25 ms of prefill). In one shared pool (`kv_unified`) the same call only
-  marks cells: free. On a GPU it is a device copy (`DEVICE_BYTES_PER_S`).
+  Its cost grows with n_ctx, not with the prefix: sharing the chat template's first few tokens
+  with another slot this way costs more than reading them (figures in docs/benchmarks.md). In
+  one shared pool (`kv_unified`) the same call only marks cells: free. On a GPU it is a device
+  copy (`DEVICE_BYTES_PER_S`).
 - `state`: `llama_state_seq_get_data` + `set_data` move the donor's own cells only, twice (out to
-  a host buffer and back in): 2 x 12 MB for a 520-token donor, ~5 ms here.
+  a host buffer and back in): twice the donor's state, which grows with its tokens.
 - `cache`: a prompt-cache entry moves once (`set_data`).
 
 `choose` takes the source whose extra tokens save the most time net of its copy, or none.
@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEVICE_BYTES_PER_S = 100e9   # a copy within GPU memory (any discrete GPU or Apple silicon: more)
-HOST_BYTES_PER_S = 4e9       # host memory copies until measured (this project's CPU: 4.6-6)
+HOST_BYTES_PER_S = 4e9       # host memory copies, until the runner has timed some
 PREFILL_S_PER_TOKEN = {False: 1e-3, True: 1e-4}  # until measured, by "on a GPU"
 MIN_PREFILL_SAMPLE = 16      # prompt pieces shorter than this say little about prefill speed
 MIN_COPY_SAMPLE = 1 << 20    # copies smaller than this say little about bandwidth

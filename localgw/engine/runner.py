@@ -1,12 +1,12 @@
 """LlamaRunner: the one owner of a llama.cpp context, serving many requests at once.
 
-Design (issue 10, "the engine, second generation"):
+Design:
 - One context per model with `n_seq_max = parallel` sequences, each a *slot* with its own KV
   stream of `n_ctx` cells (llama.cpp's non-unified KV). Own streams keep a slot's attention
   independent of its neighbours: a stream decoded beside others gives bit-identical logits to
-  the same stream decoded alone (measured: 8 of 8 greedy streams identical to their solo texts,
-  where one shared pool diverged after 19-47 characters). A request (each choice of `n`) runs in a slot with its
-  own sampler chain (grammar, penalties, seed), stop matcher, UTF-8 decoder and logprobs.
+  the same stream decoded alone (one shared pool does not: see `kv_unified` below). A request
+  (each choice of `n`) runs in a slot with its own sampler chain (grammar, penalties, seed), stop
+  matcher, UTF-8 decoder and logprobs.
 - HTTP handlers never touch the context: they `submit` a job (a FIFO queue, bounded: 429 past
   `max_queue`) and read events from their `Generation`. One thread — the loop — owns the context.
 - One decode loop (continuous batching). Each step decodes the next token of every generating
@@ -19,8 +19,7 @@ Design (issue 10, "the engine, second generation"):
   stays in llama.cpp's sampler chains (engine.sampling), but two chains start in numpy: greedy
   alone takes the first largest logit (the same token), and top_p with top_k off finds its
   nucleus (the same up to rounding) before llama.cpp's min_p, temperature and dist run on it
-  (0.61-0.69 ms a token instead of 1.10-1.15 for SmolLM2's defaults in the server here; on a GPU
-  a step of four streams took 3.9 ms, so per-token CPU matters there most).
+  (per-token CPU matters most on a GPU, where a step's decode is short).
 - Slot choice by prefix: a new request takes the idle slot whose cached tokens share the longest
   prefix with its prompt. A longer prefix held by any other slot (busy or idle) or by an entry of
   the host-RAM prompt cache (engine.prompt_cache) is copied in when that is cheaper than reading
@@ -28,28 +27,27 @@ Design (issue 10, "the engine, second generation"):
   slot's cells by `llama_memory_seq_cp` (a whole-stream copy; a GPU's or a shared pool's choice)
   or by `llama_state_seq_get_data`/`set_data` through a host buffer (its own cells only: the
   CPU's choice unless it holds most of its stream), a cache entry by `set_data`. So the `n`
-  choices of one request share their prompt (it is evaluated once), and a new conversation no
-  longer pays a whole-stream copy for the chat template's first few tokens. A slot taken over by
+  choices of one request share their prompt (it is evaluated once), and a new conversation does
+  not pay a whole-stream copy for the chat template's first few tokens. A slot taken over by
   another conversation is saved to the prompt cache first.
 - Reproducible seeds: the piece that ends a prompt is decoded on its own with 2 to 63 tokens
   (the last two are re-read even when all of the prompt was cached) and the first token is
   sampled from its last row (`prompt_piece`). llama.cpp computes a lone token by other kernels
-  than the rows of a batch (measured: they differed in up to half of random prompts), and its
+  than the rows of a batch (the logits of a prompt's last token often differ), and its
   CPU flash attention tiles 64 rows or more; rows of 2-63 come out the same bits however many
   share the call. So the first token's logits are the same cold, warm or restored from the
   prompt cache: same request + same seed = same text, first call or tenth. And a short cold
   prompt costs one decode call, not a prefill plus a one-token step.
 - The memory planner (engine.fit) chooses context and slots together: KV = slots x context.
 - `kv_unified` (`serve --kv-unified`, off by default) puts the same cells in one pool shared by
-  the slots, as llama.cpp's server does by default; a request may still use `n_ctx` of them. On an
-  H100, llama-batched-bench decoded 4 streams of a 1B model at 1,850-1,900 tok/s from one pool
-  against 1,330-1,350 from four (one stream: 620-630 either way). The price: attention runs over
-  the whole pool, so a stream's last bits depend on where its neighbours' cells sit (on this
-  project's CPU greedy streams left their solo text after 19-47 characters), and neither "starts
-  exactly as alone" nor "same seed, same text" holds beside other conversations. A full pool
-  (cells fragmented by cached conversations) makes idle slots give their cells back first (saved
-  to the prompt cache), then pending prompt chunks wait, and only then does the longest running
-  request end with `length`.
+  the slots, as llama.cpp's server does by default; a request may still use `n_ctx` of them. On a
+  GPU one pool decodes several streams markedly faster than one stream each, and one stream as
+  fast (docs/benchmarks.md). The price: attention runs over the whole pool, so a stream's last
+  bits depend on where its neighbours' cells sit (greedy streams soon leave their solo text),
+  and neither "starts exactly as alone" nor "same seed, same text" holds beside other
+  conversations. A full pool (cells fragmented by cached conversations) makes idle slots give
+  their cells back first (saved to the prompt cache), then pending prompt chunks wait, and only
+  then does the longest running request end with `length`.
 """
 
 from __future__ import annotations
@@ -73,6 +71,7 @@ from llama_cpp import _internals as internals
 from localgw.chat.stops import StopMatcher
 from localgw.engine.batch import Batch
 from localgw.engine.llamalog import capture_buffers
+from localgw.engine.memory import release_freed_memory
 from localgw.engine.prompt_cache import PromptCache, as_tokens, common_prefix
 from localgw.engine.reuse import Rates, Source, choose as choose_source
 from localgw.engine.sampling import Sampler
@@ -274,8 +273,8 @@ class LlamaRunner:
                  self.load_seconds)
 
     def _flash_attn(self, options: LoadOptions) -> int:
-        """llama.cpp decides per device unless the options say. On this project's CPU it measured
-        10-19% faster than without, for prompts and decoding alike (one KV stream per slot)."""
+        """llama.cpp decides per device unless the options say (on a CPU it turns it on; the
+        trade on CPUs is in the README's Threads section)."""
         if options.flash_attn is not None:
             return (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if options.flash_attn
                     else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
@@ -419,9 +418,11 @@ class LlamaRunner:
             job.out.cancel()
         self._queue.put(None)
         self._thread.join(timeout=30)
+        self.cache.clear()
         self._batch.close()
         self._ctx.close()
         self._model.close()
+        release_freed_memory()
         log.info("unloaded %s", self.model_id)
 
     # ---- the loop thread ------------------------------------------------------------------
@@ -617,7 +618,7 @@ class LlamaRunner:
         started = time.perf_counter()
         written = llama_cpp.llama_state_seq_get_data(self._ctx.ctx, buf, size, slot.seq)
         self.rates.copied(written, time.perf_counter() - started)
-        if written:  # kept in llama.cpp's own buffer: a second copy cost ~4 ms per 250 tokens here
+        if written:  # kept in the buffer llama.cpp wrote: a state is megabytes, not copied twice
             self.cache.put(tokens, memoryview(buf)[:written])
 
     def _seq_rm(self, seq: int, start: int) -> None:
@@ -760,8 +761,8 @@ class LlamaRunner:
 
     def _logits_row(self, index: int) -> np.ndarray:
         """The logits of batch row `index`, as a numpy view. Views are kept by address (the
-        output buffer moves only when llama.cpp grows it): `np.ctypeslib.as_array` cost 75 us a
-        token here, of ~0.5 ms of Python in a step of one stream."""
+        output buffer moves only when llama.cpp grows it): making one with `np.ctypeslib.as_array`
+        every token would be a large part of a step's Python."""
         address = _logits_address(self._ctx.ctx, index)
         row = self._rows.get(address)
         if row is None:

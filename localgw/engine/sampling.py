@@ -1,21 +1,20 @@
 """A request's sampler: llama.cpp's sampler chain, with two shortcuts taken in numpy.
 
 `llama_sampler_sample` copies every logit of a row into a candidate array before the chain
-runs (about 100 us for SmolLM2's 49k vocabulary on the development VM). Two common chains pay
-much more than their result needs, so they start in numpy and stay in llama.cpp after that:
+runs, a cost that grows with the vocabulary. Two common chains pay much more than their result
+needs, so they start in numpy and stay in llama.cpp after that:
 
 - greedy (temperature 0, no logit bias): the first largest logit of the row, which is what
-  llama.cpp's greedy sampler picks. 12 us instead of 122.
+  llama.cpp's greedy sampler picks, found without the copy.
 - top_p with top_k off (the recommended settings of SmolLM2, Llama 3, DeepSeek R1, which
   localgw applies when a request sends no top_k): llama.cpp's top_p sorts the whole vocabulary
   whenever the nucleus is larger than 256 tokens, with buckets over logits -10..10 that raw
-  logits overflow; that cost 0.95-1.0 ms a token on SmolLM2 (measured over 300 tokens of a
-  story, `top_p` 0.9), about 3x that for a 128k vocabulary, against 0.16 ms for llama.cpp's own
-  defaults (top_k 40 first). Here numpy finds the nucleus, the most likely tokens whose
-  probabilities first add up to `top_p`, in llama.cpp's order (logit descending, with
-  probabilities over the whole vocabulary), and the rest of the chain (min_p, temperature, dist
-  with the request's seed) runs in llama.cpp on that sorted set, as it would after llama.cpp's
-  top_p. llama.cpp sums the probabilities in float32 in token order, numpy pairwise: the sums
+  logits overflow: several times what llama.cpp's own defaults (top_k 40 first) cost, and more
+  for a larger vocabulary (figures in docs/benchmarks.md). Here numpy finds the nucleus, the
+  most likely tokens whose probabilities first add up to `top_p`, in llama.cpp's order (logit
+  descending, with probabilities over the whole vocabulary), and the rest of the chain (min_p,
+  temperature, dist with the request's seed) runs in llama.cpp on that sorted set, as it would
+  after llama.cpp's top_p. llama.cpp sums the probabilities in float32 in token order, numpy pairwise: the sums
   differ by about 1e-4 of their value, so where the running sum lands that close to `top_p` the
   cut can move by a token (tests/integration/test_nucleus.py measures it on real logits). Then
   the seed draws another text than llama.cpp's own chain would; from run to run of localgw it

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from localgw import defaults
+
 
 @dataclass
 class SamplingParams:
@@ -35,7 +37,7 @@ class LoadOptions:
     cache_ram: int | None = None      # bytes of host-RAM prompt cache; None: planned; 0: off
     kv_unified: bool = False          # True: the slots' cells in one shared pool (runner docstring)
     flash_attn: bool | None = None    # None: llama.cpp decides per device (auto)
-    max_queue: int = 64               # waiting requests before 429 queue_full
+    max_queue: int = defaults.MAX_QUEUE  # waiting requests before 429 queue_full
 
 
 @dataclass

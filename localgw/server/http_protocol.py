@@ -4,10 +4,9 @@ uvicorn writes a response's head the moment the app sends `http.response.start`,
 with the next message: two writes, usually in the same turn of the loop. On loopback (a client
 on the same machine, the common case here) each write to a waiting peer wakes it, and the kernel
 tends to run the woken process on the writer's core: the server is preempted between the head
-and the body. Measured through the upstream gateway (a forwarded stream's head and first event
-are sent back to back), the head's write cost ~0.7 ms before the first event went out; written
-together, the time to first token through the gateway fell by ~0.3 ms. A JSON response's head
-and body go out together the same way.
+and the body, which puts a context switch on the time to first token (most visibly on a
+forwarded stream, whose head and first event are sent back to back; figures in
+docs/benchmarks.md). A JSON response's head and body go out together the same way.
 
 So the connection's transport is wrapped: the first write of each request's response (its head)
 is held, and goes out joined with the next write, or at the end of the loop's turn if nothing

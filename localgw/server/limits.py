@@ -29,8 +29,8 @@ T = TypeVar("T")
 # Bodies smaller than this are parsed on the event loop: a thread hop would cost more than it saves.
 SMALL_BODY = 32 * 1024
 # Chats with no more text than this and no grammar to build are rendered and tokenized on the
-# event loop too: ~0.3 ms here, where the two thread hops cost ~0.5 ms and, with the GIL and two
-# busy cores, put 1-2 ms on the time to first token (measured with a timeline of each request).
+# event loop too: that takes less time than the two thread hops to the preparation pool and back,
+# which also wait for the GIL beside the decode threads (figures in docs/benchmarks.md).
 SMALL_PROMPT_CHARS = 4096
 
 

@@ -147,9 +147,9 @@ STOP_WAIT = 5.0  # seconds a cancelled job may take to leave its slot before the
 
 async def _until_stopped(generation) -> None:
     """Wait for a cancelled generation's end, so the model is idle when it is released: a model
-    waiting to be loaded in its place (max_loaded) looks for exactly that when woken by release,
-    and found it busy when a cancelled job still held a slot for one more step (the soak test
-    saw that wait run into the 120 s load timeout)."""
+    waiting to be loaded in its place (max_loaded) looks for exactly that when woken by release;
+    a cancelled job still holding a slot for one more step would leave it busy, and that load
+    would wait on until its load timeout."""
     generation = getattr(generation, "generation", generation)  # a prompt list's current one
     if generation is None or getattr(generation, "ended", False):
         return

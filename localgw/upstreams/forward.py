@@ -80,8 +80,8 @@ class UpstreamClient:
             base_url=config.url + "/", headers=headers, follow_redirects=False,
             cookies=_NoCookies(), timeout=timeout, transport=self.transport)
         # Forwarded requests go to the transport itself: httpx's client layer (URL merging,
-        # auth, redirects, cookies, hooks) cost ~0.5 ms of CPU a request here (1.5 against
-        # 1.0 ms for a 4-token stream), on the time to first token, and does nothing for them:
+        # auth, redirects, cookies, hooks) costs CPU on each request's time to first token
+        # (figure in docs/benchmarks.md) and does nothing for them:
         # no redirects are followed, no cookies kept, and with a transport of our own the
         # client mounts no proxies either.
         self._headers = [("User-Agent", f"localgw/{__version__}"), *headers.items()]

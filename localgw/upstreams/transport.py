@@ -1,10 +1,11 @@
 """httpx's transport for plain-HTTP upstreams: HTTP/1.1 on asyncio protocols, parsed by httptools.
 
 A forwarded stream costs the gateway a request's head out and a response's head and one read per
-token in. Through httpcore that was ~1.5 ms of CPU on the time to first token here (an anyio
-lock, event and cancel scope per step of its pool, h11's pure-Python parsing), where the target
-is 2 ms for the whole of the gateway's work. This transport keeps httpx's interface (httpx.Request
-in, httpx.Response with a streamed body out, httpx's exceptions) and does the rest itself:
+token in. Through httpcore that is a large share of the gateway's CPU on the time to first
+token (an anyio lock, event and cancel scope per step of its pool, h11's pure-Python parsing;
+figures in docs/benchmarks.md). This transport keeps httpx's interface
+(httpx.Request in, httpx.Response with a streamed body out, httpx's exceptions) and does the rest
+itself:
 
 - A pool of kept-alive connections per (host, port), newest first, each an `asyncio.Protocol`
   that feeds what the socket receives to `httptools.HttpResponseParser` (llhttp, the C parser

@@ -144,7 +144,9 @@ def test_hostile_inputs_are_refused_fast_while_health_and_a_stream_keep_going(se
         probe.join(15)
         stream.join(30)
     assert not probe.failures, probe.failures[:3]
-    assert max(probe.latencies) < 0.5, f"/health took {max(probe.latencies):.2f}s"
+    # The bound is loose on purpose (2 cores, other work beside): what it catches is the event
+    # loop held for many seconds by one request (a grammar compiled on it, a quadratic parse).
+    assert max(probe.latencies) < 2.0, f"/health took {max(probe.latencies):.2f}s"
     gaps = stream.gaps_between(window_start, window_end)
     assert gaps and max(gaps) < 2.0, f"the stream stalled for {max(gaps):.2f}s"
     assert httpx.get(server.url + "/health").json()["models"][0]["active_requests"] == 0 or \
