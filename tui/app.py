@@ -19,7 +19,7 @@ from textual.widgets import Footer, Input, Label, ListItem, ListView, Static
 from localgw.tui.client import ChatClient, ClientError, Delta, Finished
 from localgw.tui.history import ChatHistory, Conversation, Message
 from localgw.tui.screens import Confirm, ModelPicker, SettingsScreen, TextPrompt
-from localgw.tui.widgets import AssistantMessage, UserMessage
+from localgw.tui.widgets import AssistantMessage, Notice, UserMessage
 
 
 class ConversationItem(ListItem):
@@ -39,9 +39,10 @@ class GenerationDone(TextualMessage):
 
 
 class GenerationFailed(TextualMessage):
-    def __init__(self, error: str):
+    def __init__(self, error: str, model_not_found: str | None = None):
         super().__init__()
         self.error = error
+        self.model_not_found = model_not_found  # the model the server said it does not have
 
 
 class ChatApp(App):
@@ -93,8 +94,7 @@ class ChatApp(App):
             await self.open_conversation(conversations[0])
         else:
             await self.action_new_chat()
-        if not (self.conv and self.conv.model) and not self.default_model:
-            self.choose_default_model()
+        self.check_model()
         self.query_one("#prompt", Input).focus()
 
     # ---- conversations --------------------------------------------------------------------
@@ -209,13 +209,40 @@ class ChatApp(App):
             self.notify(f"cannot list models: {exc.message}", severity="error")
             return None
 
+    async def say(self, text: str, error: bool = False) -> None:
+        """A line in the conversation from the app, not the model (not kept in the history)."""
+        box = self.query_one("#messages", VerticalScroll)
+        await box.mount(Notice(text, error=error))
+        box.scroll_end(animate=False)
+
     @work(exclusive=True, group="models")
-    async def choose_default_model(self) -> None:
-        models = await self._models()
-        if models:
-            loaded = [m for m in models if m.loaded]
-            self.default_model = (loaded or models)[0].id
-            self.update_status()
+    async def check_model(self) -> None:
+        """Make sure the model in use is one the server has: the current one if it has it, else
+        the last used one it has (the default, then the conversations' from the latest on), else
+        its first loaded model, else its first. A model replaced is said in the conversation."""
+        try:
+            models = await self.client.list_models()
+        except ClientError as exc:
+            await self.say(f"Cannot list the server's models: {exc}", error=True)
+            return
+        ids = {m.id for m in models}
+        wanted = self.model
+        if wanted in ids:
+            return
+        if not models:
+            await self.say("The server has no models.", error=True)
+            return
+        used = [self.default_model] + [c.model for c in self.history.conversations()]
+        chosen = next((m for m in used if m in ids), None)
+        if chosen is None:
+            chosen = ([m for m in models if m.loaded] or models)[0].id
+        self.default_model = chosen
+        if self.conv and self.conv.model:
+            self.conv.model = chosen
+            self.history.save(self.conv)
+        self.update_status()
+        if wanted:
+            await self.say(f"The server has no model {wanted}: using {chosen} (ctrl+o picks another).")
 
     @work(exclusive=True, group="models")
     async def action_pick_model(self) -> None:
@@ -317,8 +344,8 @@ class ChatApp(App):
                 await reply.remove()
             else:
                 self._save_reply(conv, reply)
-            self.post_message(GenerationFailed(exc.message if exc.status is None
-                                               else f"{exc.status}: {exc.message}"))
+            self.post_message(GenerationFailed(
+                str(exc), conv.model if exc.model_not_found(conv.model) else None))
         finally:
             watcher.cancel()
 
@@ -362,12 +389,14 @@ class ChatApp(App):
         self.update_status()
         self.query_one("#prompt", Input).focus()
 
-    def on_generation_failed(self, message: GenerationFailed) -> None:
+    async def on_generation_failed(self, message: GenerationFailed) -> None:
         self.generating = False
         self.state = ""
         self.last_stats = "failed"
         self.update_status()
-        self.notify(message.error, title="request failed", severity="error", timeout=8)
+        await self.say(f"Request failed: {message.error}", error=True)
+        if message.model_not_found:
+            self.check_model()
         self.query_one("#prompt", Input).focus()
 
     def update_status(self) -> None:

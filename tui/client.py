@@ -27,12 +27,25 @@ class Finished:
 
 
 class ClientError(Exception):
-    """Anything that went wrong talking to the server, said the way a person can act on."""
+    """Anything that went wrong talking to the server, said the way a person can act on.
 
-    def __init__(self, message: str, status: int | None = None):
+    `status`: the HTTP status, None when no answer came; `code`: the OpenAI error code, when the
+    server gave one (e.g. "model_not_found")."""
+
+    def __init__(self, message: str, status: int | None = None, code: str | None = None):
         super().__init__(message)
         self.message = message
         self.status = status
+        self.code = code
+
+    def model_not_found(self, model: str | None) -> bool:
+        """The server does not have `model` (localgw and OpenAI say so by code; others in words)."""
+        if self.code == "model_not_found":
+            return True
+        return self.status == 404 and bool(model) and model in self.message
+
+    def __str__(self) -> str:
+        return self.message if self.status is None else f"{self.status}: {self.message}"
 
 
 @dataclass
@@ -82,11 +95,16 @@ def base_url(url: str) -> str:
     return url[:-3] if url.endswith("/v1") else url
 
 
-def _error_text(response: httpx.Response) -> str:
+def _error(response: httpx.Response) -> ClientError:
+    """The server's own message and code when it sent an OpenAI error body, else its text."""
     try:
-        return response.json()["error"]["message"]
-    except (ValueError, KeyError, TypeError):
-        return response.text[:200] or response.reason_phrase
+        error = response.json()["error"]
+        message, code = error["message"], error.get("code")
+        if not isinstance(message, str):
+            raise TypeError
+    except (ValueError, KeyError, TypeError, AttributeError):
+        message, code = response.text[:200] or response.reason_phrase, None
+    return ClientError(message, response.status_code, code if isinstance(code, str) else None)
 
 
 class HttpChatClient:
@@ -110,7 +128,7 @@ class HttpChatClient:
         except httpx.HTTPError as exc:
             raise ClientError(f"no server answers at {self.url} ({type(exc).__name__})") from None
         if response.status_code >= 400:
-            raise ClientError(_error_text(response), response.status_code)
+            raise _error(response)
         return response.json()
 
     async def health(self) -> dict:
@@ -136,13 +154,16 @@ class HttpChatClient:
             async with self._http.stream("POST", "/v1/chat/completions", json=body) as response:
                 if response.status_code >= 400:
                     await response.aread()
-                    raise ClientError(_error_text(response), response.status_code)
+                    raise _error(response)
                 async for line in response.aiter_lines():
                     if not line.startswith("data: ") or line == "data: [DONE]":
                         continue
                     chunk = json.loads(line[6:])
                     if "error" in chunk:
-                        raise ClientError(chunk["error"].get("message", "the server failed"))
+                        error = chunk["error"] if isinstance(chunk["error"], dict) else {}
+                        code = error.get("code")
+                        raise ClientError(error.get("message") or "the server failed",
+                                          code=code if isinstance(code, str) else None)
                     usage = chunk.get("usage") or usage
                     for choice in chunk.get("choices", []):
                         delta = choice.get("delta") or {}

@@ -36,6 +36,9 @@ class FakeClient:
                               "max_tokens": max_tokens})
         if self.error:
             raise self.error
+        if model not in [m.id for m in self.models]:  # as localgw answers
+            raise ClientError(f"The model '{model}' does not exist. Available: "
+                              + ", ".join(m.id for m in self.models), 404, "model_not_found")
         self.started.set()
         await asyncio.sleep(self.first_delay)  # e.g. the server is still loading the model
         try:

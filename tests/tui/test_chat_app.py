@@ -6,9 +6,9 @@ import pytest
 from textual.widgets import Collapsible, Input, Markdown, OptionList
 
 from localgw.tui.app import ChatApp
-from localgw.tui.client import ClientError, Delta
+from localgw.tui.client import ClientError, Delta, ModelInfo
 from localgw.tui.history import ChatHistory
-from localgw.tui.widgets import AssistantMessage, ToolCalls, UserMessage
+from localgw.tui.widgets import AssistantMessage, Notice, ToolCalls, UserMessage
 from tests.tui.fakes import FakeClient
 
 
@@ -179,13 +179,19 @@ async def test_settings_reach_the_request(history):
         assert request["temperature"] == 0.3 and request["max_tokens"] == 50
 
 
+def notices(app, error: bool | None = None) -> list[str]:
+    return [str(n.render()) for n in app.query(Notice)
+            if error is None or n.has_class("error") == error]
+
+
 @pytest.mark.parametrize("error,needle", [
-    (ClientError("no server answers at http://127.0.0.1:9 (ConnectError)"), "no server answers"),
-    (ClientError("missing or invalid API key", 401), "401"),
-    (ClientError("The model 'x' does not exist", 404), "does not exist"),
-    (ClientError("This model's maximum context length is 8192 tokens", 400), "maximum context length"),
+    (ClientError("no server answers at http://127.0.0.1:9 (ConnectError)"),
+     "no server answers at http://127.0.0.1:9 (ConnectError)"),
+    (ClientError("missing or invalid API key", 401), "401: missing or invalid API key"),
+    (ClientError("This model's maximum context length is 8192 tokens", 400),
+     "400: This model's maximum context length is 8192 tokens"),
 ])
-async def test_errors_are_notifications_and_the_conversation_is_kept(history, error, needle):
+async def test_a_failed_request_shows_the_servers_error_in_the_conversation(history, error, needle):
     client = FakeClient([Delta(content="first answer")])
     app = ChatApp(client, history, model="org/small")
     async with app.run_test(size=(80, 24)) as pilot:
@@ -194,10 +200,77 @@ async def test_errors_are_notifications_and_the_conversation_is_kept(history, er
         client.error = error
         await send(pilot, "second")
         await wait_idle(pilot)
-        assert any(needle in n.message for n in app._notifications)
+        await pilot.pause()
+        assert notices(app, error=True) == [f"Request failed: {needle}"]
+        assert "failed" in str(app.query_one("#status").render())
         assert [m.content for m in history.messages(app.conv.id)] == ["first", "first answer", "second"]
         assert answer_text(app) == "first answer"   # the failed reply left no empty bubble
         assert not app.generating
+        assert app.model == "org/small"  # not a missing model: kept
+
+
+async def test_a_stored_model_the_server_lacks_is_replaced_on_start_and_said(history):
+    history.create("Older chat", "org/other")
+    stale = history.create("Last chat", "SmolLM2-135M-Instruct.Q4_1")  # served by path, then
+    client = FakeClient([Delta(content="Hi!")])
+    app = ChatApp(client, history)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        # the last used model the server has: org/other (an older chat's), not the loaded one
+        assert app.conv.id == stale.id and app.model == "org/other"
+        assert history.get(stale.id).model == "org/other"
+        assert notices(app) == ["The server has no model SmolLM2-135M-Instruct.Q4_1: "
+                                "using org/other (ctrl+o picks another)."]
+        assert str(app.query_one("#status").render()) == "other"  # the status line names it
+        await send(pilot, "hello")
+        await wait_idle(pilot)
+        assert client.requests[-1]["model"] == "org/other" and answer_text(app) == "Hi!"
+
+
+async def test_a_known_model_is_kept_quietly_and_none_given_takes_the_loaded_one(history):
+    app = ChatApp(FakeClient(), history)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        assert app.model == "org/small" and notices(app) == []
+    app = ChatApp(FakeClient(), history, model="org/other")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        assert app.model == "org/other" and notices(app) == []
+
+
+async def test_model_not_found_on_send_switches_to_one_the_server_has(history):
+    client = FakeClient([Delta(content="answer")])
+    app = ChatApp(client, history, model="org/small")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        # the server restarts with another model
+        client.models = [ModelInfo("org/new", 4096, "Q4_K_M", 1, [], True)]
+        await send(pilot, "hello")
+        await wait_idle(pilot)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert notices(app) == [
+            "Request failed: 404: The model 'org/small' does not exist. Available: org/new",
+            "The server has no model org/small: using org/new (ctrl+o picks another)."]
+        assert app.model == "org/new" and history.get(app.conv.id).model == "org/new"
+        await send(pilot, "hello again")
+        await wait_idle(pilot)
+        assert client.requests[-1]["model"] == "org/new" and answer_text(app) == "answer"
+
+
+async def test_a_server_that_cannot_list_its_models_is_said_on_start(history):
+    app = ChatApp(FakeClient(error=ClientError("no server answers at http://fake (ConnectError)")),
+                  history)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert notices(app, error=True) == [
+            "Cannot list the server's models: no server answers at http://fake (ConnectError)"]
 
 
 async def test_copy_last_answer(history):
