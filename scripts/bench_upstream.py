@@ -1,0 +1,248 @@
+#!/usr/bin/env python3
+"""The gateway's HTTP plumbing, measured: each variant of it against the others, same run.
+
+    .venv/bin/python scripts/bench_upstream.py [--rounds 150] [--trials 3] [--json FILE]
+
+A synthetic upstream (scripts/synthetic_upstream.py --stamp: no model, each content chunk
+stamped with the time it was written) and one `localgw serve --upstream` gateway in front of it
+per variant, all running at once; the client speaks HTTP/1.1 over one kept-alive socket per side.
+Sides: "direct" (the upstream itself) and the gateways in VARIANTS.
+
+Each round sends every side, one after the other (the order rotates from round to round), one of
+each request, a short pause before each:
+- `json`: a non-streamed chat completion of 4 tokens: time to its last byte;
+- `stream`: a streamed one of STREAM_CHUNKS content chunks INTERVAL apart: time to the first
+  content event (`ttft`), and each later content chunk's delay from the upstream's write to this
+  client's read (`chunk`; the clock, `perf_counter`, is the machine's monotonic one);
+- `models`: GET /v1/models, a small JSON answer the gateway makes itself.
+Each gateway's CPU time (from /proc) is summed per kind of request. A trial's figure is the
+median over its rounds; `vs shipped` is the median of the per-round differences against the
+shipped gateway.
+
+A variant runs the gateway through this script (`--gateway VARIANT serve ...`), which changes one
+name in localgw before starting its CLI; localgw itself has no switch for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+VARIANTS = {
+    "shipped": "as `localgw serve` runs",
+    "httpx": "upstream requests through httpx's own transport (httpcore, h11)",
+    "plain-protocol": "uvicorn's httptools protocol without server/http_protocol.py's wrapper",
+}
+INTERVAL = 0.01      # seconds between the synthetic upstream's chunks
+STREAM_CHUNKS = 6    # content chunks of a streamed request
+JSON_TOKENS = 4
+PAUSE = 0.02         # seconds before each request
+
+
+def patch_variant(variant: str) -> None:
+    """Make this process's localgw the gateway of `variant` (before its CLI starts)."""
+    if variant == "httpx":
+        import httpx
+
+        from localgw.upstreams import forward
+        forward.upstream_transport = lambda url, limits: httpx.AsyncHTTPTransport(limits=limits)
+    elif variant == "plain-protocol":
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+        from localgw.cli import serve
+        serve.HeadWithBodyProtocol = HttpToolsProtocol
+    elif variant != "shipped":
+        sys.exit(f"bench: no variant {variant!r}")
+
+
+def run_gateway(variant: str, argv: list[str]) -> None:
+    sys.path.insert(0, str(ROOT))
+    patch_variant(variant)
+    from localgw.cli import main
+    sys.argv = ["localgw", *argv]
+    main()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(command: list[str], ready: str) -> subprocess.Popen:
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    seen = threading.Event()
+
+    def pump():
+        for line in proc.stdout:
+            if ready in line:
+                seen.set()
+    threading.Thread(target=pump, daemon=True).start()
+    if not seen.wait(120):
+        proc.kill()
+        sys.exit(f"bench: {' '.join(command[:4])} did not start")
+    return proc
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+SENT = re.compile(rb'"sent":\s*([0-9.]+)')
+
+
+class Side:
+    """One server, one kept-alive HTTP/1.1 connection to it."""
+
+    def __init__(self, name: str, port: int, proc: subprocess.Popen | None = None):
+        self.name, self.port, self.proc = name, port, proc
+        self.sock: socket.socket | None = None
+
+    def _connect(self) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", self.port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def request(self, method: str, path: str, body: bytes = b"") -> tuple[float, bytes, list]:
+        """(start, body, [(end offset in body, arrival time) per read])."""
+        if self.sock is None:
+            self._connect()
+        head = (f"{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+                f"content-length: {len(body)}\r\n\r\n").encode()
+        start = time.perf_counter()
+        self.sock.sendall(head + body)
+        data, reads, length, chunked = b"", [], None, False
+        while True:
+            piece = self.sock.recv(65536)
+            now = time.perf_counter()
+            if not piece:
+                self.sock = None
+                raise ConnectionError(f"{self.name} closed the connection")
+            data += piece
+            reads.append((len(data), now))
+            if length is None and not chunked and b"\r\n\r\n" in data:
+                top = data.split(b"\r\n\r\n", 1)[0].lower()
+                chunked = b"transfer-encoding: chunked" in top
+                found = re.search(rb"content-length: *(\d+)", top)
+                length = len(top) + 4 + int(found.group(1)) if found else None
+                if not chunked and length is None:
+                    raise ConnectionError(f"{self.name}: an answer without a length")
+            if (chunked and data.endswith(b"\r\n0\r\n\r\n")) or (length is not None and len(data) >= length):
+                return start, data, reads
+
+
+def one_round(side: Side) -> dict:
+    """One request of each kind on `side`: its times (ms) and its gateway's CPU (s) per kind."""
+    out: dict = {}
+    chat = {"model": "synthetic", "messages": [{"role": "user", "content": "Say hello."}]}
+    for kind, method, path, body in (
+            ("json", "POST", "/v1/chat/completions", dict(chat, max_tokens=JSON_TOKENS)),
+            ("stream", "POST", "/v1/chat/completions", dict(chat, max_tokens=STREAM_CHUNKS, stream=True)),
+            ("models", "GET", "/v1/models", None)):
+        time.sleep(PAUSE)
+        cpu = cpu_seconds(side.proc.pid) if side.proc else 0.0
+        start, data, reads = side.request(method, path, json.dumps(body).encode() if body else b"")
+        out[f"cpu_{kind}"] = (cpu_seconds(side.proc.pid) - cpu) if side.proc else 0.0
+        if kind != "stream":
+            out[kind] = (reads[-1][1] - start) * 1000
+            continue
+        ends = [end for end, _ in reads]
+        arrivals = []
+        for m in SENT.finditer(data):
+            read = bisect.bisect_left(ends, data.index(b"\n\n", m.end()) + 2)
+            arrivals.append((float(m.group(1)), reads[read][1]))
+        if len(arrivals) != STREAM_CHUNKS:
+            raise RuntimeError(f"{side.name}: {len(arrivals)} stamped chunks, not {STREAM_CHUNKS}")
+        out["ttft"] = (arrivals[0][1] - start) * 1000
+        out["chunk"] = statistics.median((got - sent) * 1000 for sent, got in arrivals[1:])
+    return out
+
+
+MEASURES = ("json", "ttft", "chunk", "models")
+
+
+def trial(sides: list[Side], rounds: int) -> dict:
+    rows: dict[str, list[dict]] = {side.name: [] for side in sides}
+    for r in range(rounds):
+        k = r % len(sides)
+        for side in sides[k:] + sides[:k]:
+            rows[side.name].append(one_round(side))
+    result = {}
+    for name, got in rows.items():
+        result[name] = {m: statistics.median(g[m] for g in got) for m in MEASURES}
+        result[name].update({f"cpu_{kind}_ms": sum(g[f"cpu_{kind}"] for g in got) / rounds * 1000
+                             for kind in ("json", "stream", "models")})
+        if name != "shipped":
+            result[name]["vs_shipped"] = {m: statistics.median(
+                g[m] - s[m] for g, s in zip(got, rows["shipped"])) for m in MEASURES}
+    return result
+
+
+def report(trials: list[dict]) -> None:
+    print(f"\n{'side':16}{'json ms':>10}{'ttft ms':>10}{'chunk ms':>10}{'models ms':>11}"
+          f"{'cpu json':>10}{'cpu stream':>11}{'cpu models':>11}   vs shipped (json/ttft/chunk/models)")
+    for i, result in enumerate(trials, 1):
+        print(f"-- trial {i}")
+        for name, r in result.items():
+            vs = r.get("vs_shipped")
+            print(f"{name:16}{r['json']:10.3f}{r['ttft']:10.3f}{r['chunk']:10.3f}{r['models']:11.3f}"
+                  f"{r['cpu_json_ms']:10.2f}{r['cpu_stream_ms']:11.2f}{r['cpu_models_ms']:11.2f}   "
+                  + (" / ".join(f"{vs[m]:+.3f}" for m in MEASURES) if vs else ""))
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--gateway":
+        return run_gateway(sys.argv[2], sys.argv[3:])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=150, help="rounds per trial")
+    ap.add_argument("--trials", type=int, default=3)
+    ap.add_argument("--variants", default=",".join(VARIANTS),
+                    help=f"gateways to run, of: {', '.join(VARIANTS)}")
+    ap.add_argument("--json", metavar="FILE", help="also write the figures here")
+    args = ap.parse_args()
+    variants = args.variants.split(",")
+    if "shipped" not in variants:
+        sys.exit("bench: the shipped gateway is what the others are compared with")
+    procs = []
+    try:
+        up_port = free_port()
+        procs.append(start([sys.executable, str(ROOT / "scripts" / "synthetic_upstream.py"),
+                            str(up_port), "--interval", str(INTERVAL), "--stamp"], "ready"))
+        sides = [Side("direct", up_port)]
+        for variant in variants:
+            port, home = free_port(), tempfile.mkdtemp(prefix="localgw-bench-gateway-")
+            os.environ["LOCALGW_HOME"] = home
+            proc = start([sys.executable, __file__, "--gateway", variant, "serve", "--port",
+                          str(port), "--threads", "1", "--upstream",
+                          f"up=http://127.0.0.1:{up_port}"], "localgw listening on")
+            procs.append(proc)
+            sides.append(Side(variant, port, proc))
+        for side in sides:  # warm up: connections, imports, the first request's paths
+            for _ in range(5):
+                one_round(side)
+        trials = [trial(sides, args.rounds) for _ in range(args.trials)]
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+            proc.wait(30)
+    report(trials)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rounds": args.rounds, "trials": trials}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
