@@ -2,10 +2,12 @@
 """The gateway's HTTP plumbing, measured: each variant of it against the others, same run.
 
     .venv/bin/python scripts/bench_upstream.py [--rounds 150] [--trials 3] [--json FILE]
+    .venv/bin/python scripts/bench_upstream.py --client httpx   # as bench.py's client
 
 A synthetic upstream (scripts/synthetic_upstream.py --stamp: no model, each content chunk
 stamped with the time it was written) and one `localgw serve --upstream` gateway in front of it
-per variant, all running at once; the client speaks HTTP/1.1 over one kept-alive socket per side.
+per variant, all running at once; the client speaks HTTP/1.1 over one kept-alive socket per side
+(`--client httpx`: a fresh httpx connection per request instead, as scripts/bench.py does).
 Sides: "direct" (the upstream itself) and the gateways in VARIANTS.
 
 Each round sends every side, one after the other (the order rotates from round to round), one of
@@ -107,11 +109,17 @@ SENT = re.compile(rb'"sent":\s*([0-9.]+)')
 
 
 class Side:
-    """One server, one kept-alive HTTP/1.1 connection to it."""
+    """One server, one kept-alive HTTP/1.1 connection to it (or httpx, a connection a request)."""
 
-    def __init__(self, name: str, port: int, proc: subprocess.Popen | None = None):
+    def __init__(self, name: str, port: int, proc: subprocess.Popen | None = None,
+                 use_httpx: bool = False):
         self.name, self.port, self.proc = name, port, proc
         self.sock: socket.socket | None = None
+        self.http = None
+        if use_httpx:
+            import httpx
+            self.http = httpx.Client(base_url=f"http://127.0.0.1:{port}",
+                                     limits=httpx.Limits(max_keepalive_connections=0))
 
     def _connect(self) -> None:
         self.sock = socket.create_connection(("127.0.0.1", self.port))
@@ -119,6 +127,8 @@ class Side:
 
     def request(self, method: str, path: str, body: bytes = b"") -> tuple[float, bytes, list]:
         """(start, body, [(end offset in body, arrival time) per read])."""
+        if self.http is not None:
+            return self._request_httpx(method, path, body)
         if self.sock is None:
             self._connect()
         head = (f"{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
@@ -143,6 +153,17 @@ class Side:
                     raise ConnectionError(f"{self.name}: an answer without a length")
             if (chunked and data.endswith(b"\r\n0\r\n\r\n")) or (length is not None and len(data) >= length):
                 return start, data, reads
+
+
+    def _request_httpx(self, method: str, path: str, body: bytes) -> tuple[float, bytes, list]:
+        data, reads = b"", []
+        start = time.perf_counter()
+        with self.http.stream(method, path, content=body,
+                              headers={"content-type": "application/json"}) as resp:
+            for piece in resp.iter_raw():
+                data += piece
+                reads.append((len(data), time.perf_counter()))
+        return start, data, reads
 
 
 def one_round(side: Side) -> dict:
@@ -212,6 +233,8 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=3)
     ap.add_argument("--variants", default=",".join(VARIANTS),
                     help=f"gateways to run, of: {', '.join(VARIANTS)}")
+    ap.add_argument("--client", choices=("socket", "httpx"), default="socket",
+                    help="socket: one kept-alive connection per side; httpx: a new one a request")
     ap.add_argument("--json", metavar="FILE", help="also write the figures here")
     args = ap.parse_args()
     variants = args.variants.split(",")
@@ -222,7 +245,8 @@ def main() -> None:
         up_port = free_port()
         procs.append(start([sys.executable, str(ROOT / "scripts" / "synthetic_upstream.py"),
                             str(up_port), "--interval", str(INTERVAL), "--stamp"], "ready"))
-        sides = [Side("direct", up_port)]
+        use_httpx = args.client == "httpx"
+        sides = [Side("direct", up_port, use_httpx=use_httpx)]
         for variant in variants:
             port, home = free_port(), tempfile.mkdtemp(prefix="localgw-bench-gateway-")
             os.environ["LOCALGW_HOME"] = home
@@ -230,7 +254,7 @@ def main() -> None:
                           str(port), "--threads", "1", "--upstream",
                           f"up=http://127.0.0.1:{up_port}"], "localgw listening on")
             procs.append(proc)
-            sides.append(Side(variant, port, proc))
+            sides.append(Side(variant, port, proc, use_httpx))
         for side in sides:  # warm up: connections, imports, the first request's paths
             for _ in range(5):
                 one_round(side)
@@ -241,7 +265,8 @@ def main() -> None:
             proc.wait(30)
     report(trials)
     if args.json:
-        Path(args.json).write_text(json.dumps({"rounds": args.rounds, "trials": trials}, indent=1))
+        Path(args.json).write_text(json.dumps({"rounds": args.rounds, "client": args.client,
+                                               "trials": trials}, indent=1))
 
 
 if __name__ == "__main__":
