@@ -1,28 +1,23 @@
 #!/usr/bin/env python3
-"""The gateway's HTTP plumbing, measured: each variant of it against the others, same run.
+"""What a gateway (`serve --upstream`) adds to a forwarded request, against its upstream direct.
 
     .venv/bin/python scripts/bench_upstream.py [--rounds 150] [--trials 3] [--json FILE]
     .venv/bin/python scripts/bench_upstream.py --client httpx   # as bench.py's client
 
 A synthetic upstream (scripts/synthetic_upstream.py --stamp: no model, each content chunk
-stamped with the time it was written) and one `localgw serve --upstream` gateway in front of it
-per variant, all running at once; the client speaks HTTP/1.1 over one kept-alive socket per side
-(`--client httpx`: a fresh httpx connection per request instead, as scripts/bench.py does).
-Sides: "direct" (the upstream itself) and the gateways in VARIANTS.
+stamped with the time it was written) and a `localgw serve --upstream` gateway in front of it; the
+client speaks HTTP/1.1 over one kept-alive socket to each (`--client httpx`: a fresh httpx
+connection per request instead, as scripts/bench.py does).
 
-Each round sends every side, one after the other (the order rotates from round to round), one of
-each request, a short pause before each:
+Each round sends both sides, one after the other (which goes first alternates), one of each
+request, a short pause before each:
 - `json`: a non-streamed chat completion of 4 tokens: time to its last byte;
 - `stream`: a streamed one of STREAM_CHUNKS content chunks INTERVAL apart: time to the first
   content event (`ttft`), and each later content chunk's delay from the upstream's write to this
   client's read (`chunk`; the clock, `perf_counter`, is the machine's monotonic one);
 - `models`: GET /v1/models, a small JSON answer the gateway makes itself.
-Each gateway's CPU time (from /proc) is summed per kind of request. A trial's figure is the
-median over its rounds; `vs shipped` is the median of the per-round differences against the
-shipped gateway.
-
-A variant runs the gateway through this script (`--gateway VARIANT serve ...`), which changes one
-name in localgw before starting its CLI; localgw itself has no switch for it.
+The gateway's CPU time (from /proc) is summed per kind of request. A trial's figure is the
+median over its rounds; the gateway's overhead is the median of the per-round differences.
 """
 
 from __future__ import annotations
@@ -30,79 +25,36 @@ from __future__ import annotations
 import argparse
 import bisect
 import json
-import os
 import re
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
 
-VARIANTS = {
-    "shipped": "as `localgw serve` runs",
-    "httpx": "upstream requests through httpx's own transport (httpcore, h11)",
-    "plain-protocol": "uvicorn's httptools protocol without server/http_protocol.py's wrapper",
-}
+import bench  # noqa: E402  (free_port, start_server, cpu_seconds)
+
 INTERVAL = 0.01      # seconds between the synthetic upstream's chunks
 STREAM_CHUNKS = 6    # content chunks of a streamed request
 JSON_TOKENS = 4
 PAUSE = 0.02         # seconds before each request
 
 
-def patch_variant(variant: str) -> None:
-    """Make this process's localgw the gateway of `variant` (before its CLI starts)."""
-    if variant == "httpx":
-        import httpx
-
-        from localgw.upstreams import forward
-        forward.upstream_transport = lambda url, limits: httpx.AsyncHTTPTransport(limits=limits)
-    elif variant == "plain-protocol":
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
-        from localgw.cli import serve
-        serve.HeadWithBodyProtocol = HttpToolsProtocol
-    elif variant != "shipped":
-        sys.exit(f"bench: no variant {variant!r}")
-
-
-def run_gateway(variant: str, argv: list[str]) -> None:
-    sys.path.insert(0, str(ROOT))
-    patch_variant(variant)
-    from localgw.cli import main
-    sys.argv = ["localgw", *argv]
-    main()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(command: list[str], ready: str) -> subprocess.Popen:
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    seen = threading.Event()
-
-    def pump():
-        for line in proc.stdout:
-            if ready in line:
-                seen.set()
-    threading.Thread(target=pump, daemon=True).start()
-    if not seen.wait(120):
+def start_upstream() -> tuple[subprocess.Popen, int]:
+    """scripts/synthetic_upstream.py --stamp on a free port."""
+    port = bench.free_port()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "synthetic_upstream.py"),
+                             str(port), "--interval", str(INTERVAL), "--stamp"],
+                            stdout=subprocess.PIPE, text=True)
+    if "ready" not in (proc.stdout.readline() or ""):
         proc.kill()
-        sys.exit(f"bench: {' '.join(command[:4])} did not start")
-    return proc
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        sys.exit("bench: the synthetic upstream did not start")
+    return proc, port
 
 
 SENT = re.compile(rb'"sent":\s*([0-9.]+)')
@@ -175,9 +127,9 @@ def one_round(side: Side) -> dict:
             ("stream", "POST", "/v1/chat/completions", dict(chat, max_tokens=STREAM_CHUNKS, stream=True)),
             ("models", "GET", "/v1/models", None)):
         time.sleep(PAUSE)
-        cpu = cpu_seconds(side.proc.pid) if side.proc else 0.0
+        cpu = bench.cpu_seconds(side.proc.pid) if side.proc else 0.0
         start, data, reads = side.request(method, path, json.dumps(body).encode() if body else b"")
-        out[f"cpu_{kind}"] = (cpu_seconds(side.proc.pid) - cpu) if side.proc else 0.0
+        out[f"cpu_{kind}"] = (bench.cpu_seconds(side.proc.pid) - cpu) if side.proc else 0.0
         if kind != "stream":
             out[kind] = (reads[-1][1] - start) * 1000
             continue
@@ -207,9 +159,9 @@ def trial(sides: list[Side], rounds: int) -> dict:
         result[name] = {m: statistics.median(g[m] for g in got) for m in MEASURES}
         result[name].update({f"cpu_{kind}_ms": sum(g[f"cpu_{kind}"] for g in got) / rounds * 1000
                              for kind in ("json", "stream", "models")})
-        if name != "shipped":
-            result[name]["vs_shipped"] = {m: statistics.median(
-                g[m] - s[m] for g, s in zip(got, rows["shipped"])) for m in MEASURES}
+        if name != "direct":
+            result[name]["overhead"] = {m: statistics.median(
+                g[m] - d[m] for g, d in zip(got, rows["direct"])) for m in MEASURES}
     return result
 
 
@@ -219,42 +171,31 @@ def report(trials: list[dict]) -> None:
     for i, result in enumerate(trials, 1):
         print(f"-- trial {i}")
         for name, r in result.items():
-            vs = r.get("vs_shipped")
+            vs = r.get("overhead")
             print(f"{name:16}{r['json']:10.3f}{r['ttft']:10.3f}{r['chunk']:10.3f}{r['models']:11.3f}"
                   f"{r['cpu_json_ms']:10.2f}{r['cpu_stream_ms']:11.2f}{r['cpu_models_ms']:11.2f}   "
                   + (" / ".join(f"{vs[m]:+.3f}" for m in MEASURES) if vs else ""))
 
 
 def main() -> None:
-    if len(sys.argv) > 2 and sys.argv[1] == "--gateway":
-        return run_gateway(sys.argv[2], sys.argv[3:])
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=150, help="rounds per trial")
     ap.add_argument("--trials", type=int, default=3)
-    ap.add_argument("--variants", default=",".join(VARIANTS),
-                    help=f"gateways to run, of: {', '.join(VARIANTS)}")
     ap.add_argument("--client", choices=("socket", "httpx"), default="socket",
                     help="socket: one kept-alive connection per side; httpx: a new one a request")
     ap.add_argument("--json", metavar="FILE", help="also write the figures here")
     args = ap.parse_args()
-    variants = args.variants.split(",")
-    if "shipped" not in variants:
-        sys.exit("bench: the shipped gateway is what the others are compared with")
     procs = []
     try:
-        up_port = free_port()
-        procs.append(start([sys.executable, str(ROOT / "scripts" / "synthetic_upstream.py"),
-                            str(up_port), "--interval", str(INTERVAL), "--stamp"], "ready"))
+        up_proc, up_port = start_upstream()
+        procs.append(up_proc)
         use_httpx = args.client == "httpx"
         sides = [Side("direct", up_port, use_httpx=use_httpx)]
-        for variant in variants:
-            port, home = free_port(), tempfile.mkdtemp(prefix="localgw-bench-gateway-")
-            os.environ["LOCALGW_HOME"] = home
-            proc = start([sys.executable, __file__, "--gateway", variant, "serve", "--port",
-                          str(port), "--threads", "1", "--upstream",
-                          f"up=http://127.0.0.1:{up_port}"], "localgw listening on")
-            procs.append(proc)
-            sides.append(Side(variant, port, proc, use_httpx))
+        home = tempfile.mkdtemp(prefix="localgw-bench-gateway-")
+        proc, url = bench.start_server(None, 1, ("--upstream", f"up=http://127.0.0.1:{up_port}"),
+                                       env={"LOCALGW_HOME": home})
+        procs.append(proc)
+        sides.append(Side("gateway", int(url.rsplit(":", 1)[1]), proc, use_httpx))
         for side in sides:  # warm up: connections, imports, the first request's paths
             for _ in range(5):
                 one_round(side)
