@@ -167,7 +167,7 @@ def trial(sides: list[Side], rounds: int) -> dict:
 
 def report(trials: list[dict]) -> None:
     print(f"\n{'side':16}{'json ms':>10}{'ttft ms':>10}{'chunk ms':>10}{'models ms':>11}"
-          f"{'cpu json':>10}{'cpu stream':>11}{'cpu models':>11}   vs shipped (json/ttft/chunk/models)")
+          f"{'cpu json':>10}{'cpu stream':>11}{'cpu models':>11}   overhead (json/ttft/chunk/models)")
     for i, result in enumerate(trials, 1):
         print(f"-- trial {i}")
         for name, r in result.items():
