@@ -8,7 +8,6 @@ import sys
 import uvicorn
 
 from localgw.errors import StoreError
-from localgw.server.http_protocol import HeadWithBodyProtocol
 from localgw.server.settings import ServerSettings
 
 
@@ -35,10 +34,11 @@ class _Server(uvicorn.Server):
 
 def uvicorn_config(app, host: str, port: int, **overrides) -> uvicorn.Config:
     """uvicorn's settings for localgw's app, shared by `serve` and the chat app's in-process
-    server: warnings only, no access log, lifespan on, and the HTTP protocol that sends a
-    response's head with its body. `overrides` are further `uvicorn.Config` arguments."""
+    server: warnings only, no access log, lifespan on, and uvicorn's httptools HTTP/1.1 protocol
+    (llhttp, C), named so that a missing httptools fails at start instead of falling back to h11.
+    `overrides` are further `uvicorn.Config` arguments."""
     return uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                          lifespan="on", http=HeadWithBodyProtocol, **overrides)
+                          lifespan="on", http="httptools", **overrides)
 
 
 def log_startup_facts(settings: ServerSettings) -> None:

@@ -1,5 +1,7 @@
 """The one place that talks to upstreams: one pooled httpx transport each, every fault named.
 
+Each upstream gets httpx's own transport (httpcore's pool of kept-alive HTTP/1.1 connections), for
+http:// and https:// alike; docs/benchmarks.md has what a transport of localgw's own would save.
 The model list is read through an httpx.AsyncClient over that transport; forwarded requests go
 to the transport itself (see UpstreamClient). Nothing is buffered: a stream is read as bytes
 arrive and each SSE event is handed on the moment its blank line comes in. The first event of a
@@ -26,7 +28,6 @@ import httpx
 from localgw import __version__
 from localgw.errors import QueueFull, UpstreamBroken, UpstreamError, UpstreamRejected, UpstreamUnreachable
 from localgw.upstreams.config import UpstreamConfig
-from localgw.upstreams.transport import upstream_transport
 
 if TYPE_CHECKING:
     from localgw.upstreams.registry import Target, Upstream
@@ -73,7 +74,7 @@ class UpstreamClient:
         timeout = httpx.Timeout(config.timeout, connect=min(CONNECT_TIMEOUT, config.timeout),
                                 pool=None)
         # one connection more than requests may run: the model-list refresh never waits
-        self.transport = upstream_transport(config.url, httpx.Limits(
+        self.transport = httpx.AsyncHTTPTransport(limits=httpx.Limits(
             max_connections=config.max_concurrency and config.max_concurrency + 1,
             max_keepalive_connections=config.max_concurrency or 32))
         self.http = httpx.AsyncClient(
@@ -82,8 +83,8 @@ class UpstreamClient:
         # Forwarded requests go to the transport itself: httpx's client layer (URL merging,
         # auth, redirects, cookies, hooks) costs CPU on each request's time to first token
         # (figure in docs/benchmarks.md) and does nothing for them:
-        # no redirects are followed, no cookies kept, and with a transport of our own the
-        # client mounts no proxies either.
+        # no redirects are followed, no cookies kept, and with a transport given the client
+        # mounts no proxies either.
         self._headers = [("User-Agent", f"localgw/{__version__}"), *headers.items()]
         self._timeout = timeout.as_dict()
         self._urls: dict[str, httpx.URL] = {}
