@@ -68,7 +68,7 @@ import llama_cpp
 import numpy as np
 from llama_cpp import _internals as internals
 
-from localgw.chat.stops import StopMatcher
+from localgw.engine.stops import StopMatcher
 from localgw.engine.batch import Batch
 from localgw.engine.llamalog import capture_buffers
 from localgw.engine.memory import release_freed_memory
