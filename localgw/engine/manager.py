@@ -49,7 +49,7 @@ def _default_devices() -> list[Device]:
 
 
 def _default_offload() -> bool:
-    from localgw.engine.runner import gpu_offload_supported
+    from localgw.engine.model import gpu_offload_supported
     return gpu_offload_supported()
 
 
