@@ -103,8 +103,9 @@ class Runner(Protocol):
     n_gpu_layers: int
     kv_unified: bool
     cache: PromptCache            # the host-RAM prompt cache (read for /health and /metrics)
-    broken: Exception | None      # why its decode loop stopped; None while it works
 
+    @property
+    def broken(self) -> Exception | None: ...  # why its decode loop stopped; None while it works
     @property
     def busy(self) -> bool: ...
     @property
