@@ -1,7 +1,7 @@
 """Grammars that force structured output: JSON objects, JSON schemas, and tool calls written in
 each model family's own format (so the next turn's history stays the model's own).
 
-Pure composition over a schema converter (engine.schema_grammar.JsonSchemaConverter), passed in.
+Pure composition over a schema converter (chat.schema_grammar.JsonSchemaConverter), passed in.
 Every schema passes chat/schema_check.py first, tools' parameter schemas included, and a grammar
 past the converter's size, depth or build-time budget is a 400 naming the limit.
 Control tokens cannot be produced under a grammar, so a format that opens with one gets it as a

@@ -2,7 +2,7 @@
 unconstrained answer, and so is a bound past what the grammar holds cheaply. The error names the
 keyword, its JSON pointer and the limit.
 
-Limits (see engine/schema_grammar.py for why): minLength, maxLength, minItems, maxItems and the
+Limits (see chat/schema_grammar.py for why): minLength, maxLength, minItems, maxItems and the
 counts in a pattern at most gbnf.MAX_REPEAT; integers of at most numbers.MAX_INTEGER_DIGITS digits
 and bounded numbers of at most numbers.MAX_DIGITS, so a bound no such value can meet is refused;
 patterns within chat/pattern.py's limits.

@@ -22,13 +22,12 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Any, Callable
 
-from localgw.chat.defaults import DefaultSampling, defaults_for_manifest
 from localgw import defaults
 from localgw.defaults import DEFAULT_MODEL_ID, embedded_model_path
 from localgw.engine.fit import Device, Estimate, ModelShape, plan
-from localgw.engine.types import LoadOptions
+from localgw.engine.types import LoadOptions, Runner
 from localgw.errors import ModelNotFound, ServiceUnavailable, StoreError
 from localgw.gguf import read_gguf
 from localgw.store import Manifest, ModelFile, ModelStore, default_id_for_path, manifest_from_gguf
@@ -38,17 +37,10 @@ log = logging.getLogger("localgw.manager")
 RAM_BUDGET = 0.8  # of the RAM free at load time: the rest stays for the user's other programs
 
 
-class Runner(Protocol):
-    model_id: str
-    n_ctx: int
-    busy: bool
-    queued: int
-    broken: Exception | None  # why its decode loop stopped; None while it works
-
-    def close(self) -> None: ...
-
-
 RunnerFactory = Callable[[str, str, LoadOptions], Runner]
+# (manifest, *, thinking) → the model's own sampling defaults; the chat layer knows them
+# (chat.defaults.defaults_for_manifest, passed in by the server's app factory)
+DefaultsFor = Callable[..., Any]
 
 
 def _default_devices() -> list[Device]:
@@ -57,7 +49,7 @@ def _default_devices() -> list[Device]:
 
 
 def _default_offload() -> bool:
-    from localgw.engine.runner import gpu_offload_supported
+    from localgw.engine.model import gpu_offload_supported
     return gpu_offload_supported()
 
 
@@ -86,13 +78,13 @@ class Loaded:
         runner = self.runner
         return {
             "id": self.manifest.id, "context_length": runner.n_ctx,
-            "parallel": getattr(runner, "n_parallel", 1),
-            "kv_unified": getattr(runner, "kv_unified", False),
-            "slots": runner.describe_slots() if hasattr(runner, "describe_slots") else [],
-            "prompt_cache": runner.cache.describe() if hasattr(runner, "cache") else None,
-            "prompt_tokens_evaluated": getattr(runner, "prompt_tokens_evaluated", 0),
-            "gpu_layers": getattr(runner, "n_gpu_layers", 0),
-            "memory_bytes": getattr(runner, "memory_bytes", 0),
+            "parallel": runner.n_parallel,
+            "kv_unified": runner.kv_unified,
+            "slots": runner.describe_slots(),
+            "prompt_cache": runner.cache.describe(),
+            "prompt_tokens_evaluated": runner.prompt_tokens_evaluated,
+            "gpu_layers": runner.n_gpu_layers,
+            "memory_bytes": runner.memory_bytes,
             "estimated_bytes": self.estimate.total if self.estimate else None,
             "loaded_at": int(self.loaded_at), "active_requests": self.active,
             "queued": runner.queued, "busy": runner.busy,
@@ -111,8 +103,10 @@ class ModelManager:
                  keep_alive: float | None = defaults.KEEP_ALIVE_SECONDS,
                  factory: RunnerFactory = _default_factory,
                  devices: Callable[[], list[Device]] | None = None,
-                 offload_supported: Callable[[], bool] | None = None):
+                 offload_supported: Callable[[], bool] | None = None,
+                 defaults_for: DefaultsFor | None = None):
         self.store = store
+        self.defaults_for = defaults_for
         self.keep_alive = keep_alive
         self.devices = devices or _default_devices
         self.offload_supported = offload_supported or _default_offload
@@ -185,9 +179,11 @@ class ModelManager:
                                 param="model")
         return found
 
-    def default_sampling(self, manifest: Manifest, *, thinking: bool = True) -> DefaultSampling:
-        """The model's own sampling defaults (see chat.defaults)."""
-        return defaults_for_manifest(manifest, thinking=thinking)
+    def default_sampling(self, manifest: Manifest, *, thinking: bool = True) -> Any:
+        """The model's own sampling defaults, from the `defaults_for` this manager was given."""
+        if self.defaults_for is None:
+            raise RuntimeError("this ModelManager was built without defaults_for")
+        return self.defaults_for(manifest, thinking=thinking)
 
     # ---- loading --------------------------------------------------------------------------
     async def acquire(self, model_id: str) -> Loaded:
@@ -326,7 +322,7 @@ class ModelManager:
             entry = self.loaded[manifest.id] = Loaded(runner, manifest, est,
                                                       keep_alive=self.keep_alive)
             log.info("loaded %s: %.0f MiB allocated by llama.cpp", manifest.id,
-                     getattr(runner, "memory_bytes", 0) / 2 ** 20)
+                     runner.memory_bytes / 2 ** 20)
             return entry
 
     def _fit(self, manifest: Manifest) -> tuple[LoadOptions, Estimate]:
@@ -334,7 +330,7 @@ class ModelManager:
         shape = ModelShape.from_gguf(read_gguf(manifest.path))
         devices = self.devices()
         # Weights of loaded models are memory-mapped: the OS counts them as reclaimable cache.
-        used = sum(getattr(e.runner, "memory_bytes", 0) for e in self.loaded.values())
+        used = sum(e.runner.memory_bytes for e in self.loaded.values())
         devices = [replace(d, free=max(int(d.free * RAM_BUDGET) - used, 0)) if d.kind == "cpu"
                    else d for d in devices]
         est = plan(shape, devices, n_ctx=self.options.n_ctx, n_gpu_layers=self.options.n_gpu_layers,
@@ -375,9 +371,7 @@ class ModelManager:
         self.closing = True
         error = ServiceUnavailable("the server is shutting down")
         for entry in list(self.loaded.values()):
-            abort = getattr(entry.runner, "abort_all", None)
-            if abort is not None:
-                abort(error)
+            entry.runner.abort_all(error)
 
     async def close(self) -> None:
         self.closing = True

@@ -1,10 +1,16 @@
-"""What crosses the engine boundary: requests in, events out. Plain dataclasses, no llama_cpp."""
+"""What crosses the engine boundary: requests in, events out, and the interface of a loaded model
+(`Runner`). Plain dataclasses and a protocol, no llama_cpp."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 from localgw import defaults
+
+if TYPE_CHECKING:
+    from localgw.engine.generation import Generation
+    from localgw.engine.prompt_cache import PromptCache
 
 
 @dataclass
@@ -84,3 +90,44 @@ class JobFailed:
 
 
 Event = PromptDone | TokenText | ChoiceDone | JobFailed
+
+
+class Runner(Protocol):
+    """A loaded model, as the manager, the server's limits, metrics and routes use it
+    (engine.runner.LlamaRunner; test fakes declare the parts they exercise)."""
+
+    model_id: str
+    n_ctx: int                    # tokens one request may use
+    n_vocab: int
+    n_parallel: int               # slots
+    n_gpu_layers: int
+    kv_unified: bool
+    cache: PromptCache            # the host-RAM prompt cache (read for /health and /metrics)
+
+    @property
+    def broken(self) -> Exception | None: ...  # why its decode loop stopped; None while it works
+    @property
+    def busy(self) -> bool: ...
+    @property
+    def queued(self) -> int: ...
+    @property
+    def prompt_tokens_evaluated(self) -> int: ...
+    @property
+    def memory_bytes(self) -> int: ...
+    @property
+    def metadata(self) -> dict[str, str]: ...
+    @property
+    def bos_text(self) -> str: ...
+    @property
+    def eos_text(self) -> str: ...
+
+    def token_text(self, token_id: int) -> str: ...
+    def tokenize(self, text: str, *, add_bos: bool = False, special: bool = True) -> list[int]: ...
+    def prompt_tokens(self, prompt: str) -> list[int]: ...
+    def check_prompt(self, tokens: list[int]) -> None: ...
+    def check_grammar(self, gbnf: str) -> None: ...
+    def describe_slots(self) -> list[dict]: ...
+    def submit(self, tokens: list[int], params: SamplingParams, n: int = 1,
+               preserve: tuple[str, ...] = ()) -> Generation: ...
+    def abort_all(self, error: Exception) -> None: ...
+    def close(self) -> None: ...

@@ -11,6 +11,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
+from localgw.chat.defaults import defaults_for_manifest
 from localgw.engine.manager import ModelManager
 from localgw.errors import LocalgwError
 from localgw.protocols.responses import ResponseStore
@@ -34,7 +35,7 @@ def create_app(settings: ServerSettings, manager: ModelManager | None = None) ->
     if manager is None:
         manager = ModelManager(ModelStore(), model_args=settings.models, options=settings.load,
                                max_loaded=settings.max_loaded, load_wait=settings.load_wait,
-                               keep_alive=settings.keep_alive)
+                               keep_alive=settings.keep_alive, defaults_for=defaults_for_manifest)
     state = {}
 
     @contextlib.asynccontextmanager

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, TypeVar
 
+from localgw.engine.types import Runner
 from localgw.errors import ContextLengthExceeded, InvalidRequest
 
 T = TypeVar("T")
@@ -151,28 +152,28 @@ _token_chars: "weakref.WeakKeyDictionary[Any, int]" = weakref.WeakKeyDictionary(
 _token_chars_lock = threading.Lock()
 
 
-def longest_token_chars(runner) -> int | None:
+def longest_token_chars(runner: Runner) -> int | None:
     """Characters in the model's longest token (its vocabulary text), measured once per model.
 
     Every token covers at most this many characters of text, so a text of C characters is at
     least C / longest tokens: a lower bound on the prompt's length that needs no tokenizing.
     """
-    token_text, n_vocab = getattr(runner, "token_text", None), getattr(runner, "n_vocab", None)
-    if token_text is None or not n_vocab:
+    if not runner.n_vocab:
         return None
     with _token_chars_lock:
         known = _token_chars.get(runner)
     if known is not None:
         return known
-    longest = max(len(token_text(i)) for i in range(n_vocab))
+    token_text = runner.token_text
+    longest = max(len(token_text(i)) for i in range(runner.n_vocab))
     with _token_chars_lock:
         _token_chars[runner] = max(longest, 1)
     return max(longest, 1)
 
 
-def check_prompt_chars(texts: list[str], runner, param: str = "messages") -> None:
+def check_prompt_chars(texts: list[str], runner: Runner, param: str = "messages") -> None:
     """Refuse a conversation that cannot fit the context whatever the template adds to it."""
-    n_ctx = getattr(runner, "n_ctx", None)
+    n_ctx = runner.n_ctx
     longest = longest_token_chars(runner) if n_ctx else None
     if not longest:
         return
@@ -207,7 +208,7 @@ def _pieces(text: str, size: int) -> list[str]:
     return out
 
 
-def bounded_prompt_tokens(runner, prompt: str, stop: threading.Event | None = None,
+def bounded_prompt_tokens(runner: Runner, prompt: str, stop: threading.Event | None = None,
                           param: str = "messages") -> list[int]:
     """The prompt's tokens, refusing early a prompt that surely exceeds the context.
 
@@ -216,7 +217,7 @@ def bounded_prompt_tokens(runner, prompt: str, stop: threading.Event | None = No
     count is past the context. Pieces are cut where tokens rarely span (see `_pieces`); allowing
     SLACK_PER_CUT tokens per cut, the count is a lower bound of the whole prompt's.
     """
-    n_ctx = getattr(runner, "n_ctx", None)
+    n_ctx = runner.n_ctx
     if n_ctx and len(prompt) > TOKENIZE_PIECE:
         counted = 0
         pieces = _pieces(prompt, TOKENIZE_PIECE)
@@ -238,7 +239,7 @@ def bounded_prompt_tokens(runner, prompt: str, stop: threading.Event | None = No
     if not tokens:
         # Decoding nothing aborts llama.cpp (found by the fuzz test: `"prompt": ""` killed the
         # server). Like the hosted APIs, generate from the start-of-text token when there is one.
-        bos = getattr(runner, "bos_text", "")
+        bos = runner.bos_text
         tokens = runner.tokenize(bos) if bos else []
         if not tokens:
             raise InvalidRequest("the prompt is empty, and this model has no start-of-text token "

@@ -42,8 +42,7 @@ class Metrics:
     def _engine_gauges(manager, registry) -> None:
         """Slots and the host-RAM prompt cache, summed over the loaded models."""
         def total(fn):
-            return lambda: sum(fn(e.runner) for e in list(manager.loaded.values())
-                               if hasattr(e.runner, "cache"))
+            return lambda: sum(fn(e.runner) for e in list(manager.loaded.values()))
         gauges = {
             "localgw_slots": ("Slots of the loaded models", lambda r: r.n_parallel),
             "localgw_slots_busy": ("Slots running a request",

@@ -19,7 +19,7 @@ from localgw.chat.prompt import check_conversation, check_tool_choice, sampling_
 from localgw.chat.requests import ChatRequest, CompletionRequest, parse_body
 from localgw.chat.responses import ChatChunker, TextChunker, Usage, collect_chat, collect_text
 from localgw.chat.template import CHATML_TEMPLATE
-from localgw.engine.schema_grammar import JsonSchemaConverter
+from localgw.chat.schema_grammar import JsonSchemaConverter
 from localgw.engine.types import JobFailed, TokenText
 from localgw.errors import LocalgwError
 from localgw.server.limits import (SMALL_BODY, SMALL_PROMPT_CHARS, PreparePool,

@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from localgw.engine import runner as runner_module
+from localgw.engine import loop as loop_module
 from localgw.server.settings import ServerSettings
 from tests.helpers import ServerProcess, ThreadServer, smollm2_path, wait_until
 from tests.integration.conftest import EOS_BAN
@@ -79,7 +79,7 @@ def test_a_model_loaded_for_a_waiting_stream_is_not_evicted_by_the_next_request(
 def faulty_loop(monkeypatch):
     """The decode loop of any model raises once each time the returned event is set."""
     armed = threading.Event()
-    real_step = runner_module.LlamaRunner._step
+    real_step = loop_module.Loop.step
 
     def step(self, events):
         if armed.is_set():
@@ -87,7 +87,7 @@ def faulty_loop(monkeypatch):
             raise RuntimeError("injected fault")
         return real_step(self, events)
 
-    monkeypatch.setattr(runner_module.LlamaRunner, "_step", step)
+    monkeypatch.setattr(loop_module.Loop, "step", step)
     return armed
 
 
@@ -114,7 +114,7 @@ def test_a_fault_in_the_decode_loop_fails_its_requests_and_the_model_is_reloaded
         assert error["code"] == "model_failed" and "injected fault" in error["message"]
         assert wait_until(lambda: model_id not in manager.loaded or
                           manager.loaded[model_id].runner is not first_runner, 5)
-        assert first_runner._closed  # retired and freed, not left wedged
+        assert first_runner.jobs.closed  # retired and freed, not left wedged
         # the next request loads the model afresh and is answered
         ok = http.post("/v1/chat/completions", json=_chat(model_id, max_tokens=4))
         assert ok.status_code == 200 and ok.json()["choices"][0]["finish_reason"] == "length"
@@ -131,7 +131,8 @@ def test_a_fault_in_the_decode_loop_fails_its_requests_and_the_model_is_reloaded
 
 
 def test_the_grammars_a_model_remembers_are_bounded():
-    from localgw.engine.runner import GOOD_GRAMMARS, LlamaRunner
+    from localgw.engine.model import GOOD_GRAMMARS
+    from localgw.engine.runner import LlamaRunner
     from localgw.engine.types import LoadOptions
     from localgw.errors import InvalidRequest
 
@@ -139,10 +140,10 @@ def test_the_grammars_a_model_remembers_are_bounded():
     try:
         for i in range(GOOD_GRAMMARS + 40):
             runner.check_grammar(f'root ::= "answer {i}"')
-        assert len(runner._good_grammars) == GOOD_GRAMMARS
+        assert len(runner.model._good_grammars) == GOOD_GRAMMARS
         with pytest.raises(InvalidRequest):
             runner.check_grammar("root ::= (")
-        assert len(runner._good_grammars) == GOOD_GRAMMARS
+        assert len(runner.model._good_grammars) == GOOD_GRAMMARS
     finally:
         runner.close()
 

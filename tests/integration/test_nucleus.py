@@ -34,7 +34,7 @@ def rows():
     """Logit rows of 48 steps of a story (the most likely token each time), copied out."""
     runner = LlamaRunner("smol", str(smollm2_path()), LoadOptions(n_ctx=512, n_parallel=1))
     try:
-        ctx, batch = runner._ctx.ctx, runner._batch
+        ctx, batch = runner.model.context.ctx, runner.loop.batch
         tokens = runner.tokenize(PROMPT, special=True)
         out, pos = [], 0
         for _ in range(48):

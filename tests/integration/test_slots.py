@@ -102,7 +102,7 @@ def test_n_choices_share_one_prompt_evaluation(slots4):
     evaluated = health_model(slots4.url)["prompt_tokens_evaluated"] - before
     assert len(resp["choices"]) == 3 and prompt > 100
     # the lead reads the prompt once; each other choice copies it and re-reads only its last two
-    # tokens (the piece its first token is sampled from, see engine.runner.prompt_piece)
+    # tokens (the piece its first token is sampled from, see engine.loop.prompt_piece)
     assert evaluated <= prompt + 2 * 2, (evaluated, prompt)
     assert resp["usage"]["completion_tokens"] == 24
 

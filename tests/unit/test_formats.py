@@ -18,7 +18,7 @@ import jsonschema
 import pytest
 
 from localgw.chat.grammars import json_schema_grammar
-from localgw.engine.schema_grammar import JsonSchemaConverter
+from localgw.chat.schema_grammar import JsonSchemaConverter
 
 from tests.grammar_engine import gbnf_regex
 

@@ -1,6 +1,9 @@
-"""Dependencies point one way: only the engine imports llama_cpp; the TUI never imports the server."""
+"""Dependencies point one way: only the engine imports llama_cpp, and the engine imports no layer
+above it; importing the server does not load llama.cpp; the TUI never imports the server."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -13,7 +16,8 @@ def imports_of(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             names |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
+            names.add(node.module)  # and `from localgw import chat` as localgw.chat:
+            names |= {f"{node.module}.{a.name}" for a in node.names}
     return names
 
 
@@ -41,3 +45,17 @@ def test_tui_talks_http_only():
     for path in (ROOT / "tui").rglob("*.py"):
         bad = {n for n in imports_of(path) if n.startswith(("localgw.engine", "llama_cpp"))}
         assert not bad, f"{path} imports {bad}"
+
+
+def test_engine_imports_no_layer_above_it():
+    for path in (ROOT / "localgw" / "engine").rglob("*.py"):
+        bad = {n for n in imports_of(path) if n.startswith(("localgw.chat", "localgw.server",
+                                                             "localgw.protocols", "localgw.cli"))}
+        assert not bad, f"{path} imports {bad}"
+
+
+def test_importing_the_server_does_not_load_llama_cpp():
+    code = "import sys, localgw.server.app; print('llama_cpp' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "False"

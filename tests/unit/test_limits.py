@@ -113,7 +113,8 @@ def test_character_bound_refuses_what_cannot_fit_whatever_the_tokenizer_does():
     with pytest.raises(ContextLengthExceeded) as info:
         check_prompt_chars(["x" * 600, "y" * 600], runner)
     assert "1200 characters" in info.value.message and "100 tokens" in info.value.message
-    check_prompt_chars(["x" * 10**6], type("Opaque", (), {"n_ctx": 100})())  # cannot say: no bound
+    # no vocabulary to measure: no bound, so nothing is refused here
+    check_prompt_chars(["x" * 10**6], type("Opaque", (), {"n_ctx": 100, "n_vocab": 0})())
 
 
 async def test_pool_stops_work_between_steps_when_the_caller_is_cancelled():
@@ -144,6 +145,7 @@ class WordRunner:
     """Tokenizes by words: enough to show the early refusal and the exact count."""
 
     n_ctx = 1000
+    bos_text = ""  # no start-of-text token
 
     def __init__(self):
         self.calls = []

@@ -7,16 +7,29 @@ import pytest
 
 from localgw.engine.fit import GIB, Device
 from localgw.engine.manager import ModelManager
+from localgw.engine.prompt_cache import PromptCache
 from localgw.errors import ServiceUnavailable
 from localgw.store import ModelStore
 from tests.helpers import smollm2_path
 
 
 class FakeRunner:
+    """What the manager uses of a runner (engine.types.Runner), without a model."""
+
+    n_parallel, kv_unified, n_gpu_layers, memory_bytes, prompt_tokens_evaluated = 1, False, 0, 0, 0
+
     def __init__(self, model_id, path, options):
         self.model_id, self.options = model_id, options
         self.n_ctx, self.busy, self.queued, self.closed = options.n_ctx, False, 0, False
         self.broken = None
+        self.cache = PromptCache(0)
+        self.aborted = []
+
+    def describe_slots(self):
+        return [{"id": 0, "busy": self.busy, "cached_tokens": 0}]
+
+    def abort_all(self, error):
+        self.aborted.append(error)
 
     def close(self):
         self.closed = True

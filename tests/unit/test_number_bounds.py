@@ -124,7 +124,7 @@ def test_empty_ranges_raise(lo, hi, lo_x, hi_x):
 def test_number_bounds_pass_the_schema_check_and_compile():
     from localgw.chat.grammars import json_schema_grammar
     from localgw.chat.schema_check import check_schema
-    from localgw.engine.schema_grammar import JsonSchemaConverter
+    from localgw.chat.schema_grammar import JsonSchemaConverter
 
     schema = {"type": "object", "properties": {
         "confidence": {"type": "number", "minimum": 0, "maximum": 1},
@@ -166,7 +166,7 @@ def test_integer_bounds_without_an_integer_between_are_400s():
     ({"type": "number", "minimum": 0, "maximum": 10, "enum": [2, 3]}, "3", "5"),
 ])
 def test_one_type_lists_are_bounded_and_enums_stay_enums(schema, good, bad):
-    from localgw.engine.schema_grammar import JsonSchemaConverter
+    from localgw.chat.schema_grammar import JsonSchemaConverter
 
     conv = JsonSchemaConverter()
     rule = conv.add_schema(schema, "x")
@@ -219,7 +219,7 @@ def test_integer_bounds_are_the_first_and_last_integers_allowed(bounds, first, l
 def test_llama_cpp_agrees_on_random_bounds(engine, kind):
     from localgw.chat.grammars import json_schema_grammar
     from localgw.chat.numbers import number_bounds
-    from localgw.engine.schema_grammar import JsonSchemaConverter
+    from localgw.chat.schema_grammar import JsonSchemaConverter
 
     rng = random.Random(kind)
     for _ in range(12):

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from localgw.chat.grammars import json_schema_grammar
 from localgw.chat.pattern import pattern_problem
-from localgw.engine.schema_grammar import JsonSchemaConverter
+from localgw.chat.schema_grammar import JsonSchemaConverter
 from localgw.errors import InvalidRequest
 
 from tests.grammar_engine import gbnf_regex

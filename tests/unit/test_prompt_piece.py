@@ -1,10 +1,10 @@
-"""engine.runner.prompt_piece: how a prompt is cut into decode calls."""
+"""engine.loop.prompt_piece: how a prompt is cut into decode calls."""
 
 from __future__ import annotations
 
 import pytest
 
-from localgw.engine.runner import FINAL_PIECE_MAX, prompt_piece
+from localgw.engine.loop import FINAL_PIECE_MAX, prompt_piece
 
 
 def pieces(total: int, budget: int, ubatch: int = 512, done: int = 0) -> list[int]:

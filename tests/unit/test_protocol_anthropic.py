@@ -6,7 +6,7 @@ import pytest
 
 from localgw.chat.requests import parse_body
 from localgw.chat.responses import ChatChunker, Usage
-from localgw.chat.stops import StopMatcher
+from localgw.engine.stops import StopMatcher
 from localgw.engine.types import ChoiceDone, PromptDone, TokenText
 from localgw.errors import (AuthenticationError, InvalidRequest, LocalgwError, ModelNotFound,
                             QueueFull, RequestTooLarge, ServiceUnavailable)

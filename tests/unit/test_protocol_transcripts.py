@@ -12,7 +12,7 @@ import pytest
 
 from localgw.chat.pipeline import prepare_chat
 from localgw.chat.requests import ChatRequest, parse_body
-from localgw.engine.schema_grammar import JsonSchemaConverter
+from localgw.chat.schema_grammar import JsonSchemaConverter
 from localgw.protocols.anthropic import MessagesRequest
 from localgw.protocols.responses import ResponsesRequest
 

@@ -8,7 +8,7 @@ import pytest
 from localgw.chat.grammars import json_schema_grammar
 from localgw.chat.numbers import int_range
 from localgw.chat.schema_check import check_schema
-from localgw.engine.schema_grammar import JsonSchemaConverter
+from localgw.chat.schema_grammar import JsonSchemaConverter
 from localgw.errors import InvalidRequest
 
 

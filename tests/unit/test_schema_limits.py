@@ -18,8 +18,8 @@ import pytest
 from localgw.chat import gbnf
 from localgw.chat.formats import ChatFormat
 from localgw.chat.grammars import json_schema_grammar, tool_call_grammar
-from localgw.engine import schema_grammar
-from localgw.engine.schema_grammar import JsonSchemaConverter
+from localgw.chat import schema_grammar
+from localgw.chat.schema_grammar import JsonSchemaConverter
 from localgw.errors import InvalidRequest
 
 from tests.grammar_engine import gbnf_regex
@@ -264,7 +264,7 @@ def test_xml_tool_strings_keep_their_bounds_and_enums(engine):
 ])
 def test_a_schema_of_the_wrong_shape_is_a_400_not_a_500(schema):
     from localgw.chat.grammars import json_schema_grammar
-    from localgw.engine.schema_grammar import JsonSchemaConverter
+    from localgw.chat.schema_grammar import JsonSchemaConverter
     from localgw.errors import InvalidRequest
 
     with pytest.raises(InvalidRequest) as err:
@@ -284,7 +284,7 @@ def test_a_schema_of_the_wrong_shape_is_a_400_not_a_500(schema):
 ])
 def test_recursive_and_older_draft_schemas_compile(engine, schema, good, bad):
     from localgw.chat.grammars import json_schema_grammar
-    from localgw.engine.schema_grammar import JsonSchemaConverter
+    from localgw.chat.schema_grammar import JsonSchemaConverter
 
     grammar = json_schema_grammar(JsonSchemaConverter(), schema)
     assert engine.accepts(grammar, good) and not engine.accepts(grammar, bad)

@@ -1,6 +1,6 @@
 import pytest
 
-from localgw.chat.stops import StopMatcher
+from localgw.engine.stops import StopMatcher
 
 
 def run(stops, pieces):

@@ -1,5 +1,9 @@
 """JSON schema → llama.cpp GBNF, on llama-cpp-python's own SchemaConverter.
 
+The converter class is llama-cpp-python's, which only the engine imports: `JsonSchemaConverter()`
+builds this module's subclass of it on first use (engine.json_schema hands over the base class
+and its rule tables), so importing this module, or the server, does not load llama.cpp.
+
 The converter walks the schema; we take over the parts where its output would crash llama.cpp,
 grow without bound, or produce values a validator refuses. chat/schema_check.py has already
 refused (400, with the keyword's JSON pointer) everything this cannot enforce.
@@ -31,15 +35,15 @@ chat/grammars.py turns into a 400 naming the limit.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from itertools import count
 
-from llama_cpp.llama_grammar import PRIMITIVE_RULES, RESERVED_NAMES, SchemaConverter
-
 from localgw.chat import gbnf
 from localgw.chat.numbers import int_range, integer_bounds, number_bounds, number_range
 from localgw.chat.pattern import pattern_grammar
+from localgw.engine.json_schema import schema_converter_base
 from localgw.errors import InvalidRequest
 
 MAX_BUILD_SECONDS = 5.0
@@ -82,7 +86,25 @@ def _implied_type(schema: dict) -> str:
     return next((kind for kind, keys in _IMPLIED if any(k in schema for k in keys)), "object")
 
 
-class JsonSchemaConverter(SchemaConverter):
+def JsonSchemaConverter():  # noqa: N802 - used as the converter's class
+    """A fresh converter for one grammar (the factory `chat.grammars` takes)."""
+    return _converter_class()()
+
+
+@functools.cache
+def _converter_class() -> type:
+    base, primitives, reserved = schema_converter_base()
+    return type("JsonSchemaConverter", (_Rules, base),
+                {"_primitives": primitives, "_reserved": reserved})
+
+
+class _Rules:
+    """What the converter does differently, mixed in before llama-cpp-python's SchemaConverter
+    (`_primitives` and `_reserved` are its PRIMITIVE_RULES and RESERVED_NAMES)."""
+
+    _primitives: dict
+    _reserved: set
+
     def __init__(self):
         super().__init__(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
         self._units = 0
@@ -111,7 +133,7 @@ class JsonSchemaConverter(SchemaConverter):
             kind = _implied_type(schema)  # the converter has no branch for these
         if kind != schema.get("type"):
             schema = {**schema, "type": kind}
-        rule_name = name + "-" if name in RESERVED_NAMES else name or "root"
+        rule_name = name + "-" if name in self._reserved else name or "root"
         body = self._own_rule(schema, kind, rule_name)
         return self._add_rule(rule_name, body) if body else super().visit(schema, name)
 
@@ -128,7 +150,7 @@ class JsonSchemaConverter(SchemaConverter):
         if stringish and schema.get("format") in FORMAT_RULES:
             return rf'"\"" {self._format(schema["format"])} "\"" space'
         if kind == "string" and ("minLength" in schema or "maxLength" in schema):
-            char = self._add_primitive("char", PRIMITIVE_RULES["char"])
+            char = self._add_primitive("char", self._primitives["char"])
             chars = gbnf.repeat(char, schema.get("minLength", 0), schema.get("maxLength"),
                                 self._helper(rule_name))
             return rf'"\"" {chars} "\"" space'
@@ -166,7 +188,7 @@ class JsonSchemaConverter(SchemaConverter):
         if "items" in schema:
             item = self.visit(schema["items"], f"{rule_name}-item")
         else:  # any JSON value (the converter reads an empty schema as an object)
-            item = self._add_primitive("value", PRIMITIVE_RULES["value"])
+            item = self._add_primitive("value", self._primitives["value"])
         items = gbnf.repeat_separated(item, '"," space', schema.get("minItems", 0),
                                       schema.get("maxItems"), self._helper(rule_name))
         return f'"[" space {items} "]" space'
