@@ -13,7 +13,6 @@ from localgw.chat.families.common import (SPACE, THINK, WS, Call, Parsed, begin_
                                           held_marker, json_call, think_tags)
 from localgw.chat.memo import ParseMemo
 
-
 TOOL_CALL_OPEN, TOOL_CALL_CLOSE = "<tool_call>", "</tool_call>"
 PARAM_OPEN, PARAM_CLOSE = "<parameter=", "</parameter>"
 _FUNCTION = re.compile(r"\s*<function=([^>\n]+)>")
@@ -120,7 +119,7 @@ class Hermes(Family):
     name = "hermes"
     tool_format = "hermes"
     markers = (TOOL_CALL_OPEN,)
-    xml_tool_args = False
+    xml_tool_args = False  # whether its templates write call bodies as XML (ChatFormat's flag)
 
     def chat_format(self, template: str, traits: TemplateTraits) -> ChatFormat:
         return ChatFormat(self.name, self.tool_format, think_tags(template), True,

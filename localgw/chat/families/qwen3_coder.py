@@ -21,12 +21,12 @@ class Qwen3Coder(Hermes):
     xml_tool_args = True
 
     def tool_grammar(self, g: CallGrammar, fmt: ChatFormat) -> Forced:
-        call = g.conv.add_rule("call", " | ".join(_xml_call(g.conv, i, t)
+        call = g.conv.add_rule("call", " | ".join(_xml_call_rule(g.conv, i, t)
                                                   for i, t in enumerate(g.tools)))
         return Forced(g.conv.grammar(g.many(call, "\n")))
 
 
-def _xml_string(conv: Converter, i: int, key: str, schema: dict) -> str:
+def _xml_string_rule(conv: Converter, i: int, key: str, schema: dict) -> str:
     """A string parameter's value, written raw between XML tags: its enum, const and length
     bounds hold; a pattern or format (written for a JSON string's text) is refused."""
     for keyword in ("pattern", "format"):
@@ -43,7 +43,7 @@ def _xml_string(conv: Converter, i: int, key: str, schema: dict) -> str:
     return conv.add_rule(f"xml-string-{i}", body)
 
 
-def _xml_call(conv: Converter, i: int, tool: dict) -> str:
+def _xml_call_rule(conv: Converter, i: int, tool: dict) -> str:
     schema = params(tool)
     required = set(schema.get("required") or [])
     parts = [conv.literal(f"{TOOL_CALL_OPEN}\n<function={tool['function']['name']}>\n")]
@@ -51,7 +51,7 @@ def _xml_call(conv: Converter, i: int, tool: dict) -> str:
         if key not in required:
             continue
         if sub.get("type") == "string":
-            value = _xml_string(conv, i, key, sub)
+            value = _xml_string_rule(conv, i, key, sub)
         else:
             value = conv.add_schema(sub, f"args-{i}-{key}")
         parts += [conv.literal(f"<parameter={key}>\n"), value, conv.literal("\n</parameter>\n")]
