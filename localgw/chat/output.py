@@ -7,18 +7,18 @@ disagree. Parsers only ever extend what they reported before.
 The text of one reply only grows, so a MessageParser keeps a memo.ParseMemo for it (and one for
 the part after the reasoning, which the tool parsers see): each parse goes on from what the last
 one found instead of reading the text from its start again, so the Python work of a reply is
-linear in its length however it is streamed (see toolcalls). Calls before the memo's last mark
-are not compared again: they cannot change, and their last difference has been sent.
+linear in its length however it is streamed (see chat.families.common). Calls before the memo's
+last mark are not compared again: they cannot change, and their last difference has been sent.
 """
 
 from __future__ import annotations
 
 import secrets
 
-from localgw.chat.formats import ChatFormat
+from localgw.chat.families import family_of
+from localgw.chat.families.base import ChatFormat
+from localgw.chat.families.common import Call, split_think
 from localgw.chat.memo import ParseMemo
-from localgw.chat.reasoning import parse_harmony, split_think
-from localgw.chat.toolcalls import PARSERS, Call
 
 REASONING_FIELDS = {"both": ("reasoning_content", "reasoning"),
                     "reasoning_content": ("reasoning_content",), "reasoning": ("reasoning",)}
@@ -30,6 +30,7 @@ class MessageParser:
                      "reasoning_content", "reasoning"), prefill: str = "",
                  parse_reasoning: bool = True):
         self.fmt = fmt
+        self.family = family_of(fmt)  # its tool-call parser, or its parser of whole replies
         self.tools = {t["function"]["name"]: t["function"].get("parameters") or {}
                       for t in tools or []}
         self.parse_tools = bool(tools)
@@ -50,8 +51,8 @@ class MessageParser:
 
     def _parse(self, final: bool) -> tuple[str, str, list[Call], int]:
         """(reasoning, content, calls, how many leading calls are settled) of the text so far."""
-        if self.fmt.reasoning == "harmony":
-            reasoning, content, calls = parse_harmony(self.text, final, self._memo)
+        if self.family.channels:
+            reasoning, content, calls = self.family.parse_channels(self.text, final, self._memo)
             if not self.parse_tools:
                 return reasoning, content, [], 0
             return reasoning, content, calls, self._memo.settled
@@ -61,7 +62,7 @@ class MessageParser:
                                           self._memo)
         if not self.parse_tools:
             return reasoning, rest, [], 0
-        parsed = PARSERS[self.fmt.tool_format](rest, final, self.tools, self._memo_for(rest))
+        parsed = self.family.parse_calls(rest, final, self.tools, self._memo_for(rest))
         content = parsed.content
         if parsed.calls or not final:  # whitespace before a (possible) call is not content
             content = content.rstrip()
@@ -103,7 +104,7 @@ class MessageParser:
         if not text:
             return []
         self.text += text
-        if not self.parse_reasoning and not self.parse_tools and self.fmt.reasoning != "harmony":
+        if not self.parse_reasoning and not self.parse_tools and not self.family.channels:
             # plain text: the parse of the whole text is the text, so its difference is `text`
             # (one token's work per token, not a re-parse of everything so far)
             self._content = self.text

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
 
-from localgw.chat.formats import (ChatFormat, chat_format, describe_tools, generic_history,
-                                  starts_in_reasoning)
+from localgw.chat.families import family_of
+from localgw.chat.formats import ChatFormat, chat_format, describe_tools, starts_in_reasoning
 from localgw.chat.grammars import (Converter, Forced, json_object_grammar, json_schema_grammar,
                                    tool_call_grammar)
 from localgw.chat.output import MessageParser
-from localgw.chat.prompt import template_messages, with_mistral_ids
+from localgw.chat.prompt import template_messages
 from localgw.chat.requests import ChatRequest
 from localgw.chat.template import TemplateError, TemplateRejected, compile_template, render_chat
 
@@ -64,10 +64,7 @@ def render_conversation(req: ChatRequest, template: str, fmt: ChatFormat, tools:
     """The prompt, with tools rendered by the template or described in the system message."""
     def attempt(none_as_empty: bool, arguments_as_text: bool, fold_system: str | None) -> str:
         messages = template_messages(req.messages, none_as_empty, arguments_as_text)
-        if fmt.family == "mistral":
-            messages = with_mistral_ids(messages)
-        if fmt.tool_format == "generic":
-            messages = generic_history(messages)
+        messages = family_of(fmt).history(messages)
         template_tools = tools
         if tools and not fmt.native_tools:
             messages, template_tools = describe_tools(messages, tools, fmt.call_syntax), None

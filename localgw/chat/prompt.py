@@ -123,24 +123,3 @@ def sampling_params(request: SamplingFields, *, logprobs: bool = False, top_logp
         top_logprobs=top_logprobs,
         grammar=grammar,
     )
-
-
-def mistral_call_id(call_id: str) -> str:
-    """Mistral templates insist on 9-character alphanumeric call ids: map any id to one, stably."""
-    import hashlib
-    if len(call_id) == 9 and call_id.isalnum():
-        return call_id
-    digest = hashlib.sha256(call_id.encode()).hexdigest()
-    return "".join(c for c in digest if c.isalnum())[:9]
-
-
-def with_mistral_ids(messages: list[dict]) -> list[dict]:
-    out = []
-    for msg in messages:
-        msg = dict(msg)
-        if msg.get("tool_calls"):
-            msg["tool_calls"] = [{**c, "id": mistral_call_id(c["id"] or "call")} for c in msg["tool_calls"]]
-        if msg.get("tool_call_id"):
-            msg["tool_call_id"] = mistral_call_id(msg["tool_call_id"])
-        out.append(msg)
-    return out

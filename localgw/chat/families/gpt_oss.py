@@ -1,53 +1,21 @@
-"""Split a model's chain of thought out of its reply. Pure functions of the text so far.
+"""gpt-oss and its "harmony" format: every reply is messages in channels,
+`<|channel|>NAME[ to=functions.X][ <|constrain|>json]<|message|>BODY<|end|>`: the analysis channel
+is reasoning, a message to `functions.X` is a call, the rest is content.
 
-Like the tool-call parsers (see toolcalls), these take an optional `memo` kept for one growing
-text: the search for a closing tag goes on from where it stopped, and parse_harmony starts after
-the last message whose end it has seen. The result is the same with or without a kept memo.
+Like the other parsers (see common.py), parse_harmony takes an optional `memo` kept for one
+growing text and starts after the last message whose end it has seen.
 """
 
 from __future__ import annotations
 
-import re
-
+from localgw.chat.families.base import CallGrammar, ChatFormat, Family, Forced, TemplateTraits
+from localgw.chat.families.common import Call, held_marker, json_args
 from localgw.chat.memo import ParseMemo
-from localgw.chat.toolcalls import Call, _args, _held_marker, _starts_marker
 
-_WS = " \t\r\n"
-_WS_RUN = re.compile(r"[ \t\r\n]*")
-
-
-def split_think(text: str, open_tag: str, close_tag: str, inside: bool,
-                final: bool, memo: ParseMemo | None = None) -> tuple[str, str]:
-    """(reasoning, rest) for `<think>…</think>`-style blocks.
-
-    `inside`: the prompt already opened the block, so the output may hold only the closing tag.
-    Reasoning loses its surrounding whitespace; trailing whitespace is held back until it is
-    known not to be the end, so streamed pieces always add up to the final text.
-    """
-    memo = ParseMemo() if memo is None else memo
-    start = 0
-    if not inside:
-        first = memo.skip(_WS_RUN, text, 0)
-        if text.startswith(open_tag, first):
-            start = first + len(open_tag)
-        elif not final and (first == len(text) or _starts_marker(text, first, open_tag)):
-            return "", ""
-        else:
-            return "", text
-    close = memo.find(text, close_tag, start)
-    if close < 0:
-        reasoning = text[start:]
-        if not final:
-            reasoning = reasoning[:len(reasoning) - _held_marker(reasoning, (close_tag,))]
-            reasoning = reasoning.rstrip(_WS)
-        return reasoning.strip(_WS), ""
-    return text[start:close].strip(_WS), text[close + len(close_tag):].lstrip(_WS)
-
-
-# ---- gpt-oss "harmony": <|channel|>NAME[ to=functions.X][ <|constrain|>json]<|message|>BODY<|end|>
 
 H_START, H_CHANNEL, H_MESSAGE = "<|start|>", "<|channel|>", "<|message|>"
 H_ENDS = ("<|end|>", "<|call|>", "<|return|>", "<|start|>")
+H_CONSTRAIN = "<|constrain|>"
 
 
 def parse_harmony(text: str, final: bool,
@@ -85,11 +53,11 @@ def parse_harmony(text: str, final: bool,
         body_end = min(ends) if ends else len(text)
         body = text[body_start:body_end]
         if not ends and not final:
-            body = body[:len(body) - _held_marker(body, H_ENDS)]
+            body = body[:len(body) - held_marker(body, H_ENDS)]
         channel = header.split()[0] if header.split() else ""
         if "to=functions." in header:
             name = header.split("to=functions.", 1)[1].split()[0].split("<")[0]
-            args, _, done = _args(text, body_start, final or bool(ends), memo,
+            args, _, done = json_args(text, body_start, final or bool(ends), memo,
                                   body_start + len(body))
             calls.append(Call(name, args, done))
         elif channel == "analysis":
@@ -109,3 +77,24 @@ def _past_end_markers(text: str, pos: int) -> int:
         if text.startswith(m, pos):
             pos += len(m)
     return pos
+
+
+class GptOss(Family):
+    name = "gpt-oss"
+    tool_format = "harmony"
+    markers = (H_CHANNEL,)
+    renders_tools = True
+    channels = True
+
+    def chat_format(self, template: str, traits: TemplateTraits) -> ChatFormat:
+        return ChatFormat(self.name, self.tool_format, "harmony", True,
+                          (H_CHANNEL, H_MESSAGE, "<|end|>", H_START, H_CONSTRAIN))
+
+    def parse_channels(self, text: str, final: bool,
+                       memo: ParseMemo) -> tuple[str, str, list[Call]]:
+        return parse_harmony(text, final, memo)
+
+    def tool_grammar(self, g: CallGrammar, fmt: ChatFormat) -> Forced:
+        g.single_only("gpt-oss")
+        prefill = f"{H_CHANNEL}commentary to=functions.{g.names[0]} {H_CONSTRAIN}json{H_MESSAGE}"
+        return Forced(g.conv.grammar(g.args[0]), prefill=prefill)
