@@ -14,7 +14,7 @@ import asyncio
 from localgw.engine.fit import GIB, Device
 from localgw.engine.manager import ModelManager
 from localgw.engine.types import ChoiceDone, JobFailed, PromptDone, TokenText
-from localgw.errors import ContextLengthExceeded, QueueFull
+from localgw.errors import ContextLengthExceeded, InvalidRequest, QueueFull
 from localgw.store import ModelStore
 from tests.helpers import smollm2_path
 
@@ -83,6 +83,10 @@ class FakeRunner:
 
     def submit(self, tokens: list[int], params, n: int = 1,
                preserve: tuple[str, ...] = ()) -> FakeGeneration:
+        bad = [t for t in params.logit_bias if not 0 <= t < self.n_vocab]
+        if bad:
+            raise InvalidRequest(f"logit_bias names token id {bad[0]}, outside this model's "
+                                 f"vocabulary of {self.n_vocab}", param="logit_bias")
         if self.queue_full:
             raise QueueFull(f"0 requests are already waiting for {self.model_id}; retry shortly",
                             headers={"Retry-After": "1"})

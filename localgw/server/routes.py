@@ -18,12 +18,12 @@ from localgw.chat.pipeline import PreparedChat
 from localgw.chat.requests import ChatRequest, CompletionRequest, parse_body
 from localgw.chat.responses import collect_chat, collect_text
 from localgw.server.calls import ChatCall
-from localgw.server.cancel import Disconnect
+from localgw.server.cancel import ClientGone, Disconnect
 from localgw.server.forwarding import forward, place
 from localgw.server.limits import SMALL_BODY
 from localgw.server.router import Where
 from localgw.server.service import ChatService
-from localgw.server.streaming import ClientGone, EventStreamResponse, run_until_disconnect
+from localgw.server.streaming import EventStreamResponse, run_until_disconnect
 
 SAMPLING_PARAMETERS = ["temperature", "top_p", "top_k", "min_p", "stop", "seed",
                        "frequency_penalty", "presence_penalty", "repetition_penalty",

@@ -9,10 +9,8 @@ from typing import AsyncIterator, Awaitable, Callable
 
 from localgw.chat.responses import sse
 from localgw.errors import LocalgwError
-from localgw.server.cancel import ClientGone, Disconnect, first_of, run_until_cancelled
+from localgw.server.cancel import Disconnect, first_of, run_until_cancelled
 from localgw.server.errors import error_response
-
-__all__ = ["ClientGone", "EventStreamResponse", "named_event", "run_until_disconnect"]
 
 
 async def run_until_disconnect(receive, work: Callable[[], Awaitable]):

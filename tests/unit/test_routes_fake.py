@@ -15,6 +15,7 @@ from localgw.server.app import create_app
 from localgw.server.limits import Limits
 from localgw.server.settings import ServerSettings
 from tests.fake_engine import REPLY, FakeRunner, fake_manager
+from tests.integration.test_errors import CASES as BAD_INPUT
 
 ANTHROPIC = {"anthropic-version": "2023-06-01"}
 
@@ -151,6 +152,17 @@ async def test_models_and_health(gateway):
     assert health["status"] == "ok" and health["available"] == [_model(app)]
 
 
+async def test_a_finished_request_is_in_the_metrics(gateway):
+    client, app = gateway()
+    resp = await client.post("/v1/chat/completions", json=chat_body(app, max_tokens=4),
+                             headers={"X-Request-ID": "abc-123"})
+    assert resp.headers["x-request-id"] == "abc-123"
+    text = (await client.get("/metrics")).text
+    assert 'localgw_requests_total{route="/v1/chat/completions",status="200"} 1.0' in text
+    assert "localgw_completion_tokens_total 4.0" in text
+    assert "localgw_time_to_first_token_seconds_count 1.0" in text
+
+
 # ---- errors -------------------------------------------------------------------------------------
 async def test_unknown_model_is_a_404_in_each_shape(gateway):
     client, app = gateway()
@@ -166,6 +178,29 @@ async def test_unknown_model_is_a_404_in_each_shape(gateway):
     assert body["type"] == "error" and body["error"]["type"] == "not_found_error"
     assert "nope" in body["error"]["message"]
     assert (await client.get("/v1/models/nope")).status_code == 404
+
+
+@pytest.mark.parametrize("name,method,path,kwargs,status,type_,code,param", BAD_INPUT,
+                         ids=[c[0] for c in BAD_INPUT])
+async def test_bad_input(gateway, name, method, path, kwargs, status, type_, code, param):
+    """tests/integration/test_errors.py's cases, in-process (its MODEL_ID is the fake's too)."""
+    client, app = gateway()
+    if method == "GET":
+        resp = await client.get(path)
+    elif "raw" in kwargs:
+        resp = await client.post(path, content=kwargs["raw"], headers=kwargs.get(
+            "headers", {"content-type": "application/json"}))
+    else:
+        resp = await client.post(path, json=kwargs["body"])
+    assert resp.status_code == status, resp.text
+    err = resp.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"}
+    assert err["type"] == type_ and err["message"]
+    if code is not None:
+        assert err["code"] == code
+    if param is not None:
+        assert err["param"] == param
+    assert resp.headers.get("x-request-id")
 
 
 async def test_validation_errors_are_400s(gateway):
