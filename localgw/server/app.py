@@ -16,6 +16,7 @@ from localgw.engine.manager import ModelManager
 from localgw.errors import LocalgwError
 from localgw.protocols.responses import ResponseStore
 from localgw.server import protocol_routes, routes
+from localgw.server.cancel import ClientGone
 from localgw.server.errors import handle_http_exception, handle_localgw_error
 from localgw.server.limits import PreparePool
 from localgw.server.metrics import Metrics, MetricsMiddleware
@@ -23,8 +24,9 @@ from localgw.server.middleware import (LOCAL_ORIGINS, APIKeyMiddleware, BodyLimi
                                       BrowserGuard, HostPolicy, OriginPolicy, RequestIDMiddleware,
                                       UnexpectedErrorMiddleware)
 from localgw.server.openapi import openapi_route
+from localgw.server.router import ModelRouter
+from localgw.server.service import ChatService
 from localgw.server.settings import ServerSettings
-from localgw.server.streaming import ClientGone
 from localgw.store import ModelStore
 from localgw.upstreams.registry import UpstreamRegistry
 
@@ -87,4 +89,7 @@ def create_app(settings: ServerSettings, manager: ModelManager | None = None) ->
     app.state.responses = ResponseStore()  # for previous_response_id, in memory only
     app.state.prepare_pool = PreparePool(settings.limits.prepare_threads)
     app.state.upstreams = UpstreamRegistry(settings.upstreams, recorder=app.state.metrics.upstreams)
+    app.state.service = ChatService(manager, settings, app.state.prepare_pool, app.state.metrics,
+                                    ModelRouter(app.state.upstreams, manager.knows,
+                                                recorder=app.state.metrics.upstreams))
     return app

@@ -1,4 +1,4 @@
-"""ChatCall: a chat request running somewhere (a local model or an upstream), as routes see it."""
+"""ChatCall: a request running somewhere (a local model or an upstream), as routes see it."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from localgw.chat.responses import Usage
 
 @dataclass
 class ChatCall:
-    """A chat request running on a model, as every front door sees it.
+    """A chat (or text) completion running on a model, as every front door sees it.
 
     `chunks` yields OpenAI `chat.completion.chunk` dicts (the internal event stream every wire
-    format translates from); `close()` stops the work and frees the model, and is safe to call
-    twice. Routes for other wire formats (Anthropic, Responses) start a ChatCall from their
-    translated request and render its chunks in their own shape.
+    format translates from), or `text_completion` ones for a text completion; `close()` stops
+    the work and frees the model, and is safe to call twice. Routes for other wire formats
+    (Anthropic, Responses) start a ChatCall from their translated request and render its chunks
+    in their own shape.
     """
 
     chunks: AsyncIterator[dict]

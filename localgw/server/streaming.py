@@ -1,9 +1,5 @@
-"""Server-Sent Events and disconnect watching: a client that leaves stops the work at once.
-
-The work and a watcher of the client's `receive` run as two asyncio tasks, and whichever ends
-first decides. They are plain tasks, not an anyio task group: cancelling a task group's scope
-costs every request time before its first token, twice for a forwarded stream.
-"""
+"""Server-Sent Events, and disconnect watching: a client that leaves stops the work at once
+(the race itself is `cancel.first_of`)."""
 
 from __future__ import annotations
 
@@ -13,50 +9,14 @@ from typing import AsyncIterator, Awaitable, Callable
 
 from localgw.chat.responses import sse
 from localgw.errors import LocalgwError
+from localgw.server.cancel import Disconnect, first_of, run_until_cancelled
 from localgw.server.errors import error_response
-
-
-class ClientGone(Exception):
-    """The client closed the connection before the response was complete."""
-
-
-async def _wait_disconnect(receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
-async def _first_of(main: asyncio.Task, receive) -> bool:
-    """Wait for `main` or the client's disconnect, whichever comes first; True if the client
-    left first (then `main` is cancelled and has finished). Cancelled ourselves (the server
-    shuts down), `main` is cancelled too."""
-    watcher = asyncio.ensure_future(_wait_disconnect(receive))
-    try:
-        await asyncio.wait((main, watcher), return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
-        main.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait((main,))  # ended before anyone closes what it iterates
-        raise
-    finally:
-        watcher.cancel()
-    if main.done():
-        return False
-    main.cancel()
-    await asyncio.wait((main,))
-    if not main.cancelled():
-        main.exception()  # retrieved: it is of no use to anyone now
-    return True
 
 
 async def run_until_disconnect(receive, work: Callable[[], Awaitable]):
     """Run `work()`; if the client disconnects first, cancel it and raise ClientGone. Its own
     exception is raised as itself."""
-    task = asyncio.ensure_future(work())
-    if await _first_of(task, receive):
-        raise ClientGone()
-    return task.result()
+    return await run_until_cancelled(Disconnect(receive), work)
 
 
 def named_event(event: tuple[str, dict]) -> bytes:
@@ -93,7 +53,7 @@ class EventStreamResponse:
         headers += [(k.lower().encode(), v.encode()) for k, v in self.headers.items()]
         pump = asyncio.ensure_future(self._pump(scope, receive, send, headers))
         try:
-            await _first_of(pump, receive)
+            await first_of(pump, Disconnect(receive))
             if not pump.cancelled():
                 pump.result()  # its own error, if it had one
         finally:

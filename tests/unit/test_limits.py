@@ -205,7 +205,7 @@ async def test_pool_runs_small_work_inline_on_the_callers_thread():
 
 def test_only_small_chats_without_grammars_are_prepared_inline():
     from localgw.chat.requests import ChatRequest
-    from localgw.server.routes import _small_chat
+    from localgw.server.service import _small_chat
 
     def req(text, **extra):
         return ChatRequest.model_validate({"model": "m", "messages": [

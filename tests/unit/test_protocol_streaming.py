@@ -8,8 +8,8 @@ import pytest
 
 from localgw.errors import QueueFull
 from localgw.protocols.anthropic import error_body
-from localgw.server.streaming import (ClientGone, EventStreamResponse, named_event,
-                                      run_until_disconnect)
+from localgw.server.cancel import ClientGone
+from localgw.server.streaming import EventStreamResponse, named_event, run_until_disconnect
 
 
 async def run(response) -> tuple[bytes, list]:
