@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 
 from localgw.engine.fit import GIB, Device
-from localgw.engine.manager import ModelManager
+from localgw.manager import ModelManager
 from localgw.engine.types import ChoiceDone, JobFailed, PromptDone, TokenText
 from localgw.errors import ContextLengthExceeded, InvalidRequest, QueueFull
 from localgw.store import ModelStore

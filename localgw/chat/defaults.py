@@ -92,7 +92,7 @@ def defaults_for_manifest(manifest, *, thinking: bool = True) -> DefaultSampling
     generation_config.json, its catalogue entry. `thinking=False` when a hybrid model's request
     turned thinking off and its card recommends other values then."""
     from localgw.gguf import read_gguf
-    from localgw.hub.catalog import catalog_entry_for
+    from localgw.catalog import catalog_entry_for
 
     try:
         metadata = read_gguf(manifest.path).metadata

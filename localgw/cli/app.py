@@ -355,7 +355,7 @@ def pull(ref: str = typer.Argument(..., metavar="REF",
 @app.command("catalog")
 def catalog(json_: bool = typer.Option(False, "--json")):
     """The built-in list of known models (HF id → GGUF repos, Q4_K_M size)."""
-    from localgw.hub.catalog import CATALOG
+    from localgw.catalog import CATALOG
 
     if json_:
         print_json([{"id": e.id, "repos": list(e.repos), "q4_k_m_gb": e.q4_k_m_gb,

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 
 from localgw.errors import HubError, InvalidRequest
-from localgw.hub.catalog import catalog_entry, naming_rule_repos
+from localgw.catalog import catalog_entry, naming_rule_repos
 from localgw.hub.names import check_commit, check_files, repo_id_problem
 from localgw.hub.select import (DEFAULT_QUANT, FALLBACK_QUANTS, RepoFile, Selection,
                                 available_quants, model_files, select_file, select_quant)

@@ -12,7 +12,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
 from localgw.chat.defaults import defaults_for_manifest
-from localgw.engine.manager import ModelManager
+from localgw.manager import ModelManager
 from localgw.errors import LocalgwError
 from localgw.protocols.responses import ResponseStore
 from localgw.server import protocol_routes, routes

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from localgw.defaults import DEFAULT_MODEL_ID
-from localgw.hub.catalog import CATALOG
+from localgw.catalog import CATALOG
 from tests.helpers import smollm2_path
 
 

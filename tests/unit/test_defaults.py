@@ -3,7 +3,7 @@
 from localgw.chat.defaults import LLAMA_CPP_DEFAULTS, LOCALGW_DEFAULTS, resolve_defaults
 from localgw.chat.prompt import sampling_params
 from localgw.chat.requests import ChatRequest, parse_body
-from localgw.hub.catalog import CATALOG, catalog_entry_for
+from localgw.catalog import CATALOG, catalog_entry_for
 
 GGUF = {"general.sampling.temp": 0.3, "general.sampling.top_k": 7}
 GENCFG = {"temperature": 0.5, "top_p": 0.7, "top_k": 11, "repetition_penalty": 1.1,

@@ -59,3 +59,45 @@ def test_importing_the_server_does_not_load_llama_cpp():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "False"
+
+
+def package_of(path: Path) -> str:
+    """The room a module belongs to: localgw's subpackage, or the top-level module's own name."""
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return "tui" if parts[0] == "tui" else parts[1]
+
+
+def package_graph() -> dict[str, set[str]]:
+    rooms = {package_of(p) for p in (ROOT / "localgw").rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for path in [*(ROOT / "localgw").rglob("*.py"), *(ROOT / "tui").rglob("*.py")]:
+        src = package_of(path)
+        targets = {n.split(".")[1] for n in imports_of(path) if n.startswith("localgw.")}
+        graph.setdefault(src, set()).update(t for t in targets if t in rooms and t != src)
+    return graph
+
+
+def test_no_cycles_between_packages():
+    """localgw's packages and top-level modules import each other one way only (function-local
+    imports count): every room can be read, tested and replaced from the bottom up."""
+    graph = package_graph()
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> None:
+        if node in path:
+            cycle = path[path.index(node):] + [node]
+            raise AssertionError("import cycle: " + " → ".join(cycle))
+        if node in done:
+            return
+        for nxt in sorted(graph.get(node, ())):
+            visit(nxt, path + [node])
+        done.add(node)
+
+    for node in sorted(graph):
+        visit(node, [])
+
+
+def test_the_graph_sees_the_known_arrows():
+    graph = package_graph()
+    assert {"chat", "engine", "protocols", "upstreams"} <= graph["server"]
+    assert "engine" in graph["chat"] and "server" in graph["cli"]

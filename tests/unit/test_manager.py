@@ -6,7 +6,7 @@ import time
 import pytest
 
 from localgw.engine.fit import GIB, Device
-from localgw.engine.manager import ModelManager
+from localgw.manager import ModelManager
 from localgw.engine.prompt_cache import PromptCache
 from localgw.errors import ServiceUnavailable
 from localgw.store import ModelStore

@@ -11,7 +11,7 @@ from openapi_spec_validator import validate
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from localgw.engine.manager import ModelManager
+from localgw.manager import ModelManager
 from localgw.server.app import create_app
 from localgw.server.openapi import openapi_document
 from localgw.server.settings import ServerSettings
