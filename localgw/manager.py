@@ -22,9 +22,10 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from localgw import defaults
+from localgw.chat.defaults import DefaultSampling, defaults_for_manifest
 from localgw.defaults import DEFAULT_MODEL_ID, embedded_model_path
 from localgw.engine.fit import Device, Estimate, ModelShape, plan
 from localgw.engine.types import LoadOptions, Runner
@@ -38,9 +39,6 @@ RAM_BUDGET = 0.8  # of the RAM free at load time: the rest stays for the user's 
 
 
 RunnerFactory = Callable[[str, str, LoadOptions], Runner]
-# (manifest, *, thinking) → the model's own sampling defaults; the chat layer knows them
-# (chat.defaults.defaults_for_manifest, passed in by the server's app factory)
-DefaultsFor = Callable[..., Any]
 
 
 def _default_devices() -> list[Device]:
@@ -103,10 +101,8 @@ class ModelManager:
                  keep_alive: float | None = defaults.KEEP_ALIVE_SECONDS,
                  factory: RunnerFactory = _default_factory,
                  devices: Callable[[], list[Device]] | None = None,
-                 offload_supported: Callable[[], bool] | None = None,
-                 defaults_for: DefaultsFor | None = None):
+                 offload_supported: Callable[[], bool] | None = None):
         self.store = store
-        self.defaults_for = defaults_for
         self.keep_alive = keep_alive
         self.devices = devices or _default_devices
         self.offload_supported = offload_supported or _default_offload
@@ -179,11 +175,9 @@ class ModelManager:
                                 param="model")
         return found
 
-    def default_sampling(self, manifest: Manifest, *, thinking: bool = True) -> Any:
-        """The model's own sampling defaults, from the `defaults_for` this manager was given."""
-        if self.defaults_for is None:
-            raise RuntimeError("this ModelManager was built without defaults_for")
-        return self.defaults_for(manifest, thinking=thinking)
+    def default_sampling(self, manifest: Manifest, *, thinking: bool = True) -> DefaultSampling:
+        """The model's own sampling defaults (its GGUF header, generation_config, catalogue)."""
+        return defaults_for_manifest(manifest, thinking=thinking)
 
     # ---- loading --------------------------------------------------------------------------
     async def acquire(self, model_id: str) -> Loaded:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 
 from localgw.engine.fit import GIB, Device
-from localgw.manager import ModelManager
+from localgw.engine.prompt_cache import PromptCache
 from localgw.engine.types import ChoiceDone, JobFailed, PromptDone, TokenText
 from localgw.errors import ContextLengthExceeded, InvalidRequest, QueueFull
+from localgw.manager import ModelManager
 from localgw.store import ModelStore
 from tests.helpers import smollm2_path
 
@@ -60,6 +61,9 @@ class FakeRunner:
         self.metadata: dict = {}
         self.bos_text, self.eos_text = "", ""
         self.n_vocab = 256
+        self.n_parallel, self.n_gpu_layers, self.kv_unified = 1, 0, False
+        self.memory_bytes, self.prompt_tokens_evaluated = 0, 0
+        self.cache = PromptCache(0)
         self.jobs: list[tuple[list[int], object, int]] = []
         self.generations: list[FakeGeneration] = []
 
@@ -80,6 +84,9 @@ class FakeRunner:
 
     def check_grammar(self, gbnf: str) -> None:
         pass
+
+    def describe_slots(self) -> list[dict]:
+        return [{"id": 0, "busy": self.busy, "cached_tokens": 0}]
 
     def submit(self, tokens: list[int], params, n: int = 1,
                preserve: tuple[str, ...] = ()) -> FakeGeneration:

@@ -11,9 +11,8 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
-from localgw.chat.defaults import defaults_for_manifest
-from localgw.manager import ModelManager
 from localgw.errors import LocalgwError
+from localgw.manager import ModelManager
 from localgw.protocols.responses import ResponseStore
 from localgw.server import protocol_routes, routes
 from localgw.server.cancel import ClientGone
@@ -37,7 +36,7 @@ def create_app(settings: ServerSettings, manager: ModelManager | None = None) ->
     if manager is None:
         manager = ModelManager(ModelStore(), model_args=settings.models, options=settings.load,
                                max_loaded=settings.max_loaded, load_wait=settings.load_wait,
-                               keep_alive=settings.keep_alive, defaults_for=defaults_for_manifest)
+                               keep_alive=settings.keep_alive)
     state = {}
 
     @contextlib.asynccontextmanager

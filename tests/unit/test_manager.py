@@ -6,9 +6,9 @@ import time
 import pytest
 
 from localgw.engine.fit import GIB, Device
-from localgw.manager import ModelManager
 from localgw.engine.prompt_cache import PromptCache
 from localgw.errors import ServiceUnavailable
+from localgw.manager import ModelManager
 from localgw.store import ModelStore
 from tests.helpers import smollm2_path
 
