@@ -113,3 +113,18 @@ class ThreadServer:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(30)
+
+
+def assert_openai_error(resp, status: int, type_: str, code: str | None = None,
+                        param: str | None = None) -> None:
+    """`resp` is an OpenAI-shaped error of this status and type (and code, param when given),
+    with a request id."""
+    assert resp.status_code == status, resp.text
+    err = resp.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"}
+    assert err["type"] == type_ and err["message"]
+    if code is not None:
+        assert err["code"] == code
+    if param is not None:
+        assert err["param"] == param
+    assert resp.headers.get("x-request-id")

@@ -2,6 +2,7 @@
 
 import pytest
 
+from tests.helpers import assert_openai_error
 from tests.integration.conftest import MODEL_ID, chat_body
 
 MSG = [{"role": "user", "content": "hi"}]
@@ -62,15 +63,7 @@ CASES = [
                          ids=[c[0] for c in CASES])
 def test_bad_input(http, name, method, path, kwargs, status, type_, code, param):
     resp = post(http, path, **kwargs) if method == "POST" else http.get(path)
-    assert resp.status_code == status, resp.text
-    err = resp.json()["error"]
-    assert set(err) == {"message", "type", "param", "code"}
-    assert err["type"] == type_ and err["message"]
-    if code is not None:
-        assert err["code"] == code
-    if param is not None:
-        assert err["param"] == param
-    assert resp.headers.get("x-request-id")
+    assert_openai_error(resp, status, type_, code, param)
 
 
 def test_context_error_names_the_token_counts(http):

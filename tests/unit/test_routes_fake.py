@@ -15,6 +15,7 @@ from localgw.server.app import create_app
 from localgw.server.limits import Limits
 from localgw.server.settings import ServerSettings
 from tests.fake_engine import REPLY, FakeRunner, fake_manager
+from tests.helpers import assert_openai_error
 from tests.integration.test_errors import CASES as BAD_INPUT
 
 ANTHROPIC = {"anthropic-version": "2023-06-01"}
@@ -192,15 +193,7 @@ async def test_bad_input(gateway, name, method, path, kwargs, status, type_, cod
             "headers", {"content-type": "application/json"}))
     else:
         resp = await client.post(path, json=kwargs["body"])
-    assert resp.status_code == status, resp.text
-    err = resp.json()["error"]
-    assert set(err) == {"message", "type", "param", "code"}
-    assert err["type"] == type_ and err["message"]
-    if code is not None:
-        assert err["code"] == code
-    if param is not None:
-        assert err["param"] == param
-    assert resp.headers.get("x-request-id")
+    assert_openai_error(resp, status, type_, code, param)
 
 
 async def test_validation_errors_are_400s(gateway):
