@@ -89,16 +89,17 @@ def templated_server(template: str, home: Path, *extra: str) -> ServerProcess:
 
 class ThreadServer:
     """`create_app(settings)` under uvicorn in a thread of the test's own process, so a test can
-    reach inside (fault injection by patching localgw's own code; the app's state)."""
+    reach inside (fault injection by patching localgw's own code; the app's state). A `manager`
+    given (tests/fake_engine.fake_manager) serves over real sockets without a real model."""
 
-    def __init__(self, settings):
+    def __init__(self, settings, manager=None):
         import uvicorn
 
         from localgw.server.app import create_app
 
         settings.port = free_port()
         self.url = f"http://127.0.0.1:{settings.port}"
-        self.app = create_app(settings)
+        self.app = create_app(settings, manager=manager)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=settings.port, log_level="warning",
                                 access_log=False, lifespan="on", log_config=None)
         self.server = uvicorn.Server(config)

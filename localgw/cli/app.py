@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -185,79 +184,11 @@ def serve(
                                             "more in $LOCALGW_HOME/upstreams.toml)"),
 ):
     """Run the OpenAI-compatible API server."""
-    from localgw import config
+    options = dict(locals())  # every option by its parameter name, as serve_settings takes them
     from localgw.cli.serve import run_server
-    from localgw.engine.types import LoadOptions
-    from localgw.server.settings import ServerSettings
-    from localgw.upstreams import config as upstreams
+    from localgw.cli.serve_options import serve_settings
 
-    settings = ServerSettings(
-        host=host or os.environ.get("LOCALGW_HOST", defaults.HOST),
-        port=port if port is not None else int(os.environ.get("LOCALGW_PORT", defaults.PORT)),
-        models=model, api_key=api_key or None, insecure=insecure,
-        allowed_hosts=_comma_list(allowed_hosts), cors_origins=_comma_list(cors_origins),
-        load=LoadOptions(n_ctx=ctx, n_threads=threads, n_gpu_layers=gpu_layers, max_queue=max_queue,
-                         n_parallel=parallel, cache_ram=_cache_ram(cache_ram),
-                         flash_attn=_flash_attn(flash_attn), kv_unified=kv_unified),
-        max_output=max_output,
-        max_loaded=max_loaded, keep_alive=_keep_alive(keep_alive), max_body_bytes=max_body,
-        chat_template=_read_template(chat_template), reasoning_field=_reasoning_field(reasoning_field),
-        limits=_limits(limit),
-        upstreams=upstreams.load(upstream, config.home()))
-    run_server(settings)
-
-
-def _comma_list(values: list[str]) -> list[str]:
-    """A repeatable option whose values may also be comma-separated lists."""
-    return [item.strip() for value in values for item in value.split(",") if item.strip()]
-
-
-def _flash_attn(value: str) -> bool | None:
-    choices = {"auto": None, "on": True, "off": False}
-    if value.lower() not in choices:
-        raise typer.BadParameter(f"{value!r} is not auto, on or off", param_hint="--flash-attn")
-    return choices[value.lower()]
-
-
-def _limits(pairs: list[str]):
-    from localgw.server.limits import Limits
-    try:
-        return Limits().with_overrides(pairs)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--limit") from None
-
-
-def _cache_ram(value: str | None) -> int | None:
-    from localgw.durations import parse_size
-    if value is None:
-        return None
-    try:
-        return parse_size(value)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--cache-ram") from None
-
-
-def _keep_alive(value: str) -> float | None:
-    from localgw.durations import parse_duration
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--keep-alive") from None
-
-
-def _reasoning_field(value: str) -> str:
-    if value not in ("both", "reasoning_content", "reasoning"):
-        raise typer.BadParameter("use reasoning_content, reasoning or both", param_hint="--reasoning-field")
-    return value
-
-
-def _read_template(path: Path | None) -> str | None:
-    if path is None:
-        return None
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise StoreError(f"--chat-template {path}: {exc.strerror}") from None
+    run_server(serve_settings(**options))
 
 
 @app.command("ps")

@@ -22,7 +22,8 @@ from localgw.chat.responses import Usage, new_id
 from localgw.errors import UpstreamBroken
 from localgw.server.calls import ChatCall
 from localgw.server.cancel import Cancellation, ClientGone, run_until_cancelled
-from localgw.upstreams.forward import Exchange, error_fields, open_first
+from localgw.upstreams.client import error_fields
+from localgw.upstreams.forward import Exchange, open_first
 from localgw.upstreams.registry import Listed, Target, UpstreamRegistry
 
 

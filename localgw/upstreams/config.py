@@ -1,7 +1,7 @@
 """Upstream settings, from `serve --upstream [NAME=]URL` and `$LOCALGW_HOME/upstreams.toml`.
 
 An API key is never part of the config: only the *name* of the environment variable that holds
-it, read when the upstream's client is built (see `forward.UpstreamClient`).
+it, read when the upstream's client is built (see `client.UpstreamClient`).
 """
 
 from __future__ import annotations

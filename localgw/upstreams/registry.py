@@ -21,7 +21,7 @@ from typing import Callable
 
 from localgw.errors import LocalgwError, QueueFull
 from localgw.upstreams.config import UpstreamConfig
-from localgw.upstreams.forward import Recorder, UpstreamClient
+from localgw.upstreams.client import Recorder, UpstreamClient
 
 log = logging.getLogger("localgw.upstreams")
 

@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 
-from tests.helpers import ServerProcess, smollm2_path
+from tests.helpers import ServerProcess, smollm2_path, templated_server
 
 MODEL_ID = "SmolLM2-135M-Instruct.Q4_1"   # a file served by path is known by its stem
 HUB_STYLE_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -32,6 +32,15 @@ def home(tmp_path_factory):
 @pytest.fixture(scope="session")
 def server(home):
     proc = ServerProcess("--model", str(smollm2_path()), home=home)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def qwen_server(tmp_path_factory):
+    """SmolLM2 with Qwen2.5's tool-capable template (both are ChatML), in a home of its own;
+    test_structured and test_responses share it."""
+    proc = templated_server("Qwen-Qwen2.5-7B-Instruct.jinja", tmp_path_factory.mktemp("home"))
     yield proc
     proc.stop()
 

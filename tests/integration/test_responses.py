@@ -10,7 +10,6 @@ import jsonschema
 import openai
 import pytest
 
-from tests.helpers import templated_server
 from tests.integration.conftest import MODEL_ID
 
 WEATHER = {"type": "function", "name": "get_weather", "description": "Current weather in a city",
@@ -27,10 +26,8 @@ QUESTION = "What's the weather in Paris for 3 days?"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    proc = templated_server("Qwen-Qwen2.5-7B-Instruct.jinja", tmp_path_factory.mktemp("home"))
-    yield proc
-    proc.stop()
+def server(qwen_server):
+    return qwen_server
 
 
 @pytest.fixture(scope="module")

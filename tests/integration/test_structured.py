@@ -8,7 +8,6 @@ import pytest
 
 from localgw.chat.jsonprefix import scan
 
-from tests.helpers import templated_server
 from tests.integration.conftest import MODEL_ID, chat_body
 
 SCHEMAS = {
@@ -108,12 +107,10 @@ SCHEMA_OF = {"get_weather": WEATHER["function"]["parameters"], "add": ADD["funct
 
 
 @pytest.fixture(scope="module")
-def tool_server(tmp_path_factory):
+def tool_server(qwen_server):
     """SmolLM2 with Qwen2.5's tool-capable template (both are ChatML)."""
-    proc = templated_server("Qwen-Qwen2.5-7B-Instruct.jinja", tmp_path_factory.mktemp("home"))
-    with httpx.Client(base_url=proc.url, timeout=120) as client:
+    with httpx.Client(base_url=qwen_server.url, timeout=120) as client:
         yield client
-    proc.stop()
 
 
 def tool_body(choice, stream=False, **extra):

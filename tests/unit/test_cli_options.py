@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import typer
 
-from localgw.cli.app import _flash_attn
+from localgw.cli.serve_options import _flash_attn
 
 
 @pytest.mark.parametrize("value,expected", [("auto", None), ("on", True), ("OFF", False)])

@@ -8,36 +8,14 @@ import asyncio
 import json
 import time
 
-import httpx
 import pytest
 
-from localgw.server.app import create_app
 from localgw.server.limits import Limits
-from localgw.server.settings import ServerSettings
-from tests.fake_engine import REPLY, FakeRunner, fake_manager
+from tests.fake_engine import REPLY, FakeRunner
 from tests.helpers import assert_openai_error
 from tests.integration.test_errors import CASES as BAD_INPUT
 
 ANTHROPIC = {"anthropic-version": "2023-06-01"}
-
-
-@pytest.fixture
-async def gateway(tmp_path):
-    """Makes the app over a fake manager and an httpx client on it; closes what it made."""
-    made = []
-
-    def make(runner: type = FakeRunner, **settings):
-        manager = fake_manager(tmp_path, runner)
-        app = create_app(ServerSettings(**settings), manager=manager)
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                   base_url="http://127.0.0.1:8080")
-        made.append((app, client))
-        return client, app
-    yield make
-    for app, client in made:
-        await client.aclose()
-        await app.state.manager.close()
-        app.state.prepare_pool.close()
 
 
 def _model(app) -> str:

@@ -4,7 +4,8 @@ import pytest
 
 from localgw.errors import QueueFull, UpstreamBroken
 from localgw.upstreams.config import UpstreamConfig
-from localgw.upstreams.forward import UpstreamClient, error_fields, parse_event
+from localgw.upstreams.client import UpstreamClient, error_fields
+from localgw.upstreams.forward import parse_event
 from localgw.upstreams.registry import UpstreamRegistry
 
 LOCAL = {"Qwen/Qwen3-8B"}

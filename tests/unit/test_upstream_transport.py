@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from localgw.upstreams.config import UpstreamConfig
-from localgw.upstreams.forward import UpstreamClient
+from localgw.upstreams.client import UpstreamClient
 
 
 class Server:
