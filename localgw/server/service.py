@@ -43,7 +43,8 @@ from localgw.chat.events import ChatEvents
 from localgw.chat.pipeline import PreparedChat, prepare_chat
 from localgw.chat.prompt import check_conversation, check_tool_choice, sampling_params
 from localgw.chat.requests import ChatRequest, CompletionRequest
-from localgw.chat.responses import REASONING_FIELDS, ChatChunker, TextChunker, Usage, read_chunks
+from localgw.chat.responses import (REASONING_FIELDS, ChatChunker, TextChunker, Usage,
+                                    read_chunks)
 from localgw.chat.schema_grammar import JsonSchemaConverter
 from localgw.chat.template import CHATML_TEMPLATE
 from localgw.engine.types import JobFailed, TokenText
