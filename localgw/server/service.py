@@ -13,8 +13,9 @@ the `ModelRouter`. Its three doors:
 - `start(req: ChatRequest, cancel, where=None)` → `ChatCall` (the typed events of a chat,
   `chat.events`, with their OpenAI renderer, and their closer). `where` is the router's answer
   when the caller asked it already (the OpenAI door peeks at the body's model before parsing it,
-  to forward the body as sent); otherwise the router is asked here. Either way the router decides once per request: an upstream's model runs
-  through `ModelRouter.start_chat` (its chunks read into the same events), a local one here.
+  to forward the body as sent); otherwise the router is asked here. Either way the router
+  decides once per request: an upstream's model runs through `ModelRouter.start_chat` (its
+  chunks read into the same events), a local one here.
 - `count(req: ChatRequest, cancel)` → `(PreparedChat, tokens)`: the prompt `start` would run,
   prepared the same way and not run (Anthropic's count_tokens).
 - `complete(req: CompletionRequest, cancel)` → `ChatCall` of `text_completion` chunks.
