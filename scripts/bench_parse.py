@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from localgw.chat.formats import chat_format  # noqa: E402
 from localgw.chat.output import MessageParser  # noqa: E402
-from localgw.chat.responses import Usage, collect_chat  # noqa: E402
+from localgw.chat.responses import ChatChunker, Usage, collect_chat  # noqa: E402
 
 TEMPLATES = ROOT / "tests" / "data" / "templates"
 TOOLS = [{"type": "function", "function": {"name": "write_file", "parameters": {
@@ -107,9 +107,9 @@ def run_case(template: str, kind: str, tokens: int) -> tuple[float, int]:
     return spent, len(pieces)
 
 
-def check(deltas: list[dict], want: dict) -> None:
-    chunks = [{"id": "x", "created": 0, "model": "m",
-               "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
+def check(deltas: list, want: dict) -> None:
+    chunker = ChatChunker("m")
+    chunks = [chunker.chunk(d) for d in deltas]
     message = collect_chat(chunks, Usage())["choices"][0]["message"]
     if "content" in want:
         assert message["content"] == want["content"], "content differs"

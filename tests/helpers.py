@@ -129,3 +129,16 @@ def assert_openai_error(resp, status: int, type_: str, code: str | None = None,
     if param is not None:
         assert err["param"] == param
     assert resp.headers.get("x-request-id")
+
+
+def openai_deltas(events, fields: tuple[str, ...] | None = None) -> list[dict]:
+    """Typed chat deltas (`chat.events`) as the OpenAI delta dicts a client reads."""
+    from localgw.chat.responses import REASONING_FIELDS, ChatChunker
+    chunker = ChatChunker("m", reasoning_fields=fields or REASONING_FIELDS["both"])
+    return [chunker.chunk(event)["choices"][0]["delta"] for event in events]
+
+
+def render_chunk(renderer, chunk: dict) -> list:
+    """What a renderer of chat events makes of one OpenAI chat chunk, read as an upstream's is."""
+    from localgw.chat.responses import chunk_events
+    return [out for event in chunk_events(chunk, set()) for out in renderer.on_event(event)]

@@ -1,4 +1,4 @@
-"""Turn generated text into OpenAI message deltas.
+"""Turn generated text into typed message deltas (`chat.events`).
 
 A parser sees the whole text so far, parses it (reasoning, content, tool calls) and sends the
 difference from its last parse: streaming and non-streaming share this one path, so they cannot
@@ -15,28 +15,25 @@ from __future__ import annotations
 
 import secrets
 
+from localgw.chat.events import Delta, ReasoningDelta, TextDelta, ToolCallDelta
 from localgw.chat.families import family_of
 from localgw.chat.families.base import ChatFormat
 from localgw.chat.families.common import Call, split_think
 from localgw.chat.memo import ParseMemo
 
-REASONING_FIELDS = {"both": ("reasoning_content", "reasoning"),
-                    "reasoning_content": ("reasoning_content",), "reasoning": ("reasoning",)}
-
-
 class MessageParser:
+    """One choice's reply; its deltas name the choice `index`."""
+
     def __init__(self, fmt: ChatFormat, *, tools: list[dict] | None = None,
-                 inside_reasoning: bool = False, reasoning_fields: tuple[str, ...] = (
-                     "reasoning_content", "reasoning"), prefill: str = "",
-                 parse_reasoning: bool = True):
-        self.fmt = fmt
+                 inside_reasoning: bool = False, prefill: str = "",
+                 parse_reasoning: bool = True, index: int = 0):
+        self.fmt, self.index = fmt, index
         self.family = family_of(fmt)  # its tool-call parser, or its parser of whole replies
         self.tools = {t["function"]["name"]: t["function"].get("parameters") or {}
                       for t in tools or []}
         self.parse_tools = bool(tools)
         self.parse_reasoning = parse_reasoning and fmt.reasoning is not None
         self.inside = inside_reasoning
-        self.fields = reasoning_fields
         self.text = prefill
         self._reasoning = ""
         self._content = ""
@@ -75,32 +72,30 @@ class MessageParser:
             self._rest_memo, self._rest_at = ParseMemo(), at
         return self._rest_memo
 
-    def _diff(self, final: bool) -> list[dict]:
+    def _diff(self, final: bool) -> list[Delta]:
         reasoning, content, calls, settled = self._parse(final)
-        out = []
+        out: list[Delta] = []
+        index = self.index
         if reasoning.startswith(self._reasoning) and len(reasoning) > len(self._reasoning):
-            piece = reasoning[len(self._reasoning):]
-            out.append({field: piece for field in self.fields})
+            out.append(ReasoningDelta(index, reasoning[len(self._reasoning):]))
             self._reasoning = reasoning
         if content.startswith(self._content) and len(content) > len(self._content):
-            out.append({"content": content[len(self._content):]})
+            out.append(TextDelta(index, content[len(self._content):]))
             self._content = content
         for i in range(self._settled, len(calls)):
             call = calls[i]
             if i == len(self._calls):
                 call_id = f"call_{secrets.token_hex(12)}"
-                out.append({"tool_calls": [{"index": i, "id": call_id, "type": "function",
-                                            "function": {"name": call.name, "arguments": ""}}]})
+                out.append(ToolCallDelta(index, i, call_id, call.name))
                 self._calls.append((call_id, call.name, ""))
             call_id, name, sent = self._calls[i]
             if call.arguments.startswith(sent) and len(call.arguments) > len(sent):
-                out.append({"tool_calls": [{"index": i, "function": {
-                    "arguments": call.arguments[len(sent):]}}]})
+                out.append(ToolCallDelta(index, i, arguments=call.arguments[len(sent):]))
                 self._calls[i] = (call_id, name, call.arguments)
         self._settled = settled
         return out
 
-    def feed(self, text: str) -> list[dict]:
+    def feed(self, text: str) -> list[Delta]:
         if not text:
             return []
         self.text += text
@@ -108,8 +103,8 @@ class MessageParser:
             # plain text: the parse of the whole text is the text, so its difference is `text`
             # (one token's work per token, not a re-parse of everything so far)
             self._content = self.text
-            return [{"content": text}]
+            return [TextDelta(self.index, text)]
         return self._diff(final=False)
 
-    def finish(self) -> list[dict]:
+    def finish(self) -> list[Delta]:
         return self._diff(final=True)

@@ -24,7 +24,7 @@ class PreparedChat:
     prompt: str            # rendered prompt, prefill included
     grammar: str | None
     preserve: tuple[str, ...]
-    new_output: Callable[[], MessageParser]
+    new_output: Callable[..., MessageParser]  # (choice index=0) → that choice's parser
     fmt: ChatFormat
 
 
@@ -150,8 +150,7 @@ def _without_system(messages: list[dict]) -> list[dict]:
 
 
 def prepare_chat(req: ChatRequest, template: str, *, factory: ConverterFactory,
-                 bos_token: str = "", eos_token: str = "",
-                 reasoning_fields: tuple[str, ...] = ("reasoning_content", "reasoning")) -> PreparedChat:
+                 bos_token: str = "", eos_token: str = "") -> PreparedChat:
     fmt = chat_format(template)
     tools_on = bool(req.tools) and req.tool_choice != "none"
     tools = [t.model_dump(exclude_none=True) for t in req.tools] if tools_on else None
@@ -161,10 +160,9 @@ def prepare_chat(req: ChatRequest, template: str, *, factory: ConverterFactory,
     # Under a grammar the reply is the structure itself: no thinking to split out.
     inside = starts_in_reasoning(fmt, prompt) and forced is None
 
-    def new_output() -> MessageParser:
-        return MessageParser(fmt, tools=tools, inside_reasoning=inside,
-                             reasoning_fields=reasoning_fields, prefill=prefill,
-                             parse_reasoning=forced is None)
+    def new_output(index: int = 0) -> MessageParser:
+        return MessageParser(fmt, tools=tools, inside_reasoning=inside, prefill=prefill,
+                             parse_reasoning=forced is None, index=index)
 
     return PreparedChat(prompt + prefill, forced.grammar if forced else None, fmt.preserved,
                         new_output, fmt)

@@ -267,22 +267,36 @@ def parse_body(model: type[_Body], body: bytes, limits: BodyLimits | None = None
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
-        err = _useful_error(exc.errors(include_url=False))
-        param = _param(err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "missing":
-            raise InvalidRequest(f"missing required parameter '{param}'", param=param) from None
-        if err["type"] == "model_type" and not err["loc"]:
-            raise InvalidRequest("the request body must be a JSON object") from None
-        if err["type"] == "json_invalid":  # e.g. a lone surrogate escape, which json.loads allows
-            raise InvalidRequest(f"the request body is not valid JSON: {msg}") from None
-        where = f"'{param}'" if param else "the request"
-        if err["type"] == "too_long" and "max_length" in (err.get("ctx") or {}):
-            ctx = err["ctx"]
-            raise InvalidRequest(f"{where} has {ctx.get('actual_length', 'too many')} items, over "
-                                 f"the limit of {ctx['max_length']}", param=param) from None
-        got = err.get("input")
-        shown = ""
-        if got is not None and not isinstance(got, (dict, list, bytes)):
-            shown = f" (got {json.dumps(got, default=repr)[:80]})"
-        raise InvalidRequest(f"invalid value for {where}: {msg}{shown}", param=param) from None
+        raise invalid_request(exc) from None
+
+
+def validate(model: type[_Body], data: dict) -> Any:
+    """Validate a request built in Python (a door's translation into a `ChatRequest`), with the
+    errors `parse_body` gives for the same JSON."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise invalid_request(exc) from None
+
+
+def invalid_request(exc: ValidationError) -> InvalidRequest:
+    """The InvalidRequest a person can act on, for pydantic's most useful error."""
+    err = _useful_error(exc.errors(include_url=False))
+    param = _param(err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "missing":
+        return InvalidRequest(f"missing required parameter '{param}'", param=param)
+    if err["type"] == "model_type" and not err["loc"]:
+        return InvalidRequest("the request body must be a JSON object")
+    if err["type"] == "json_invalid":  # e.g. a lone surrogate escape, which json.loads allows
+        return InvalidRequest(f"the request body is not valid JSON: {msg}")
+    where = f"'{param}'" if param else "the request"
+    if err["type"] == "too_long" and "max_length" in (err.get("ctx") or {}):
+        ctx = err["ctx"]
+        return InvalidRequest(f"{where} has {ctx.get('actual_length', 'too many')} items, over "
+                              f"the limit of {ctx['max_length']}", param=param)
+    got = err.get("input")
+    shown = ""
+    if got is not None and not isinstance(got, (dict, list, bytes)):
+        shown = f" (got {json.dumps(got, default=repr)[:80]})"
+    return InvalidRequest(f"invalid value for {where}: {msg}{shown}", param=param)

@@ -1,4 +1,5 @@
-"""Engine events → OpenAI response objects. Non-streaming is "collect the stream"."""
+"""Chat events → OpenAI response objects (engine events → text completions). Non-streaming is
+"collect the stream"."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import json
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import AsyncIterator
 
+from localgw.chat.events import (ChatEvent, ChoiceStart, Finish, ReasoningDelta, TextDelta,
+                                 ToolCallDelta, UsageCounts)
 from localgw.engine.types import ChoiceDone, PromptDone, TokenLogprob, TokenText
 
 
@@ -29,22 +32,31 @@ class Usage:
     cached_tokens: int = 0
 
     def to_dict(self) -> dict:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "total_tokens": self.prompt_tokens + self.completion_tokens,
-                "prompt_tokens_details": {"cached_tokens": self.cached_tokens}}
+        return usage_dict(self)
+
+
+def usage_dict(usage: Usage | UsageCounts) -> dict:
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": usage.cached_tokens}}
+
+
+# what the `reasoning_field` setting names: the delta fields reasoning text goes out in
+REASONING_FIELDS = {"both": ("reasoning_content", "reasoning"),
+                    "reasoning_content": ("reasoning_content",), "reasoning": ("reasoning",)}
 
 
 @dataclass
 class ChatChunker:
-    """Builds `chat.completion.chunk` dicts from engine events, one choice parser per index."""
+    """Chat events in, `chat.completion.chunk` dicts out: one chunk per event, but usage counts,
+    which the last chunk reports (`usage_chunk`) when the stream asked for it."""
 
     model: str
-    new_output: Callable[[], object]
-    include_usage: bool = False
+    include_usage: bool = False        # end the stream with a usage chunk
+    reasoning_fields: tuple[str, ...] = REASONING_FIELDS["both"]
     id: str = field(default_factory=lambda: new_id("chatcmpl"))
     created: int = field(default_factory=lambda: int(time.time()))
-    usage: Usage = field(default_factory=Usage)
-    _outputs: dict = field(default_factory=dict)
+    usage: UsageCounts = field(default_factory=UsageCounts)
 
     def _chunk(self, index: int, delta: dict, finish_reason=None, logprobs=None) -> dict:
         choice = {"index": index, "delta": delta, "logprobs": logprobs,
@@ -52,43 +64,88 @@ class ChatChunker:
         return {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
                 "model": self.model, "system_fingerprint": None, "choices": [choice]}
 
-    def on_event(self, event) -> list[dict]:
-        if isinstance(event, PromptDone):
-            self.usage.prompt_tokens = event.prompt_tokens
-            self.usage.cached_tokens = event.cached_tokens
-            return []
-        if isinstance(event, TokenText):
-            out = []
-            if event.index not in self._outputs:
-                self._outputs[event.index] = self.new_output()
-                out.append(self._chunk(event.index, {"role": "assistant", "content": ""}))
-            deltas = self._outputs[event.index].feed(event.text)
-            logprobs = {"content": [chat_logprob(event.logprob)]} if event.logprob else None
-            if logprobs and not deltas:
-                deltas = [{"content": ""}]
-            for i, delta in enumerate(deltas):
-                out.append(self._chunk(event.index, delta, logprobs=logprobs if i == 0 else None))
-            return out
-        if isinstance(event, ChoiceDone):
-            out = []
-            parser = self._outputs.get(event.index)
-            if parser is None:
-                parser = self._outputs[event.index] = self.new_output()
-                out.append(self._chunk(event.index, {"role": "assistant", "content": ""}))
-            out += [self._chunk(event.index, d) for d in parser.finish()]
-            self.usage.completion_tokens += event.completion_tokens
-            reason = "tool_calls" if parser.called_tools else event.finish_reason
-            last = self._chunk(event.index, {}, finish_reason=reason)
+    def chunk(self, event: ChatEvent) -> dict | None:
+        kind = type(event)
+        if kind is TextDelta:
+            return self._chunk(event.index, {"content": event.text},
+                               logprobs=_logprobs(event.logprob))
+        if kind is ReasoningDelta:
+            return self._chunk(event.index, dict.fromkeys(self.reasoning_fields, event.text),
+                               logprobs=_logprobs(event.logprob))
+        if kind is ToolCallDelta:
+            if event.id is not None:
+                call = {"index": event.call, "id": event.id, "type": "function",
+                        "function": {"name": event.name, "arguments": event.arguments}}
+            else:
+                call = {"index": event.call, "function": {"arguments": event.arguments}}
+            return self._chunk(event.index, {"tool_calls": [call]},
+                               logprobs=_logprobs(event.logprob))
+        if kind is ChoiceStart:
+            return self._chunk(event.index, {"role": "assistant", "content": ""})
+        if kind is Finish:
+            last = self._chunk(event.index, {}, finish_reason=event.reason)
             if event.stop_sequence is not None:  # vLLM's field: which stop string matched
                 last["choices"][0]["stop_reason"] = event.stop_sequence
-            out.append(last)
-            return out
-        return []
+            return last
+        if kind is UsageCounts:
+            self.usage = event
+        return None
 
     def usage_chunk(self) -> dict:
         return {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
                 "model": self.model, "system_fingerprint": None, "choices": [],
-                "usage": self.usage.to_dict()}
+                "usage": usage_dict(self.usage)}
+
+    async def render(self, events: AsyncIterator[ChatEvent]) -> AsyncIterator[dict]:
+        """The chunks of a chat's events, and the usage chunk last if it was asked for."""
+        async for event in events:
+            chunk = self.chunk(event)
+            if chunk is not None:
+                yield chunk
+        if self.include_usage:
+            yield self.usage_chunk()
+
+
+def _logprobs(lp: TokenLogprob | None) -> dict | None:
+    return {"content": [chat_logprob(lp)]} if lp else None
+
+
+def chunk_events(chunk: dict, started: set[int]) -> list[ChatEvent]:
+    """One OpenAI chat chunk (an upstream's) read as chat events; `started` holds the choices
+    seen so far, whose first chunk opens them."""
+    out: list[ChatEvent] = []
+    for choice in chunk.get("choices") or ():
+        index = choice["index"]
+        if index not in started:
+            started.add(index)
+            out.append(ChoiceStart(index))
+        delta = choice.get("delta") or {}
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        if reasoning:
+            out.append(ReasoningDelta(index, reasoning))
+        if delta.get("content"):
+            out.append(TextDelta(index, delta["content"]))
+        for call in delta.get("tool_calls") or ():
+            fn = call.get("function") or {}
+            out.append(ToolCallDelta(index, call["index"], call.get("id") or None,
+                                     fn.get("name"), fn.get("arguments") or ""))
+        if choice.get("finish_reason"):
+            out.append(Finish(index, choice["finish_reason"], choice.get("stop_reason")))
+    return out
+
+
+async def read_chunks(chunks: AsyncIterator[dict], usage: Usage) -> AsyncIterator[ChatEvent]:
+    """An upstream's chat chunks as chat events. `usage` is the total its reader counts from the
+    stream; its counts go out whenever they changed, before the chunk that follows."""
+    started: set[int] = set()
+    counts = UsageCounts()
+    async for chunk in chunks:
+        now = UsageCounts(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
+        if now != counts:
+            counts = now
+            yield now
+        for event in chunk_events(chunk, started):
+            yield event
 
 
 def collect_chat(chunks: list[dict], usage: Usage) -> dict:

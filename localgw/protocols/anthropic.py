@@ -1,4 +1,4 @@
-"""The Anthropic Messages API on the chat pipeline: body → ChatRequest; chat chunks → events.
+"""The Anthropic Messages API on the chat pipeline: body → ChatRequest; chat events → events.
 
 The translation is lossless where the pipeline has the concept: `system` blocks become the system
 message (all but Claude Code's per-request billing line, see BILLING_HEADER), `system` turns
@@ -19,10 +19,11 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
-from localgw.chat.requests import ChatRequest, ToolName, parse_body
+from localgw.chat.events import ToolCallDelta, UsageCounts
+from localgw.chat.requests import ChatRequest, ToolName, validate
 from localgw.chat.responses import Usage, new_id
 from localgw.errors import InvalidRequest, LocalgwError
-from localgw.protocols.chunks import ChunkRenderer
+from localgw.protocols.render import EventRenderer
 
 Event = tuple[str, dict]   # (SSE event name, data)
 
@@ -149,7 +150,7 @@ class CountTokensRequest(_Body):
 
     def to_chat(self) -> ChatRequest:
         fields = {k: v for k, v in self.chat_fields().items() if v is not None}
-        return parse_body(ChatRequest, json.dumps(fields).encode())
+        return validate(ChatRequest, fields)
 
 
 class MessagesRequest(CountTokensRequest):
@@ -252,7 +253,7 @@ def _bad_block(block, where: str, role: str) -> LocalgwError:
                           param=f"{where}.content")
 
 
-# ---- chat chunks → Anthropic events ------------------------------------------------------------
+# ---- chat events → Anthropic events ------------------------------------------------------------
 
 STOP_REASONS = {"tool_calls": "tool_use", "length": "max_tokens", "stop": "end_turn"}
 
@@ -265,23 +266,24 @@ def tool_use_id(call_id: str) -> str:
     return "toolu_" + call_id.removeprefix("call_")
 
 
-class MessageRenderer(ChunkRenderer):
-    """Chat chunks in, Anthropic stream events out; `message` is the body they add up to.
+class MessageRenderer(EventRenderer):
+    """Chat events in, Anthropic stream events out; `message` is the body they add up to.
 
-    Non-streaming is "collect the stream": the route feeds every chunk and returns `message`.
+    Non-streaming is "collect the stream": the route feeds every event and returns `message`.
     """
 
     REASONING = "thinking"
     TEXT = "text"
 
-    def __init__(self, model: str, usage: Usage, id_: str | None = None):
-        self.usage = usage
+    def __init__(self, model: str, usage: Usage | UsageCounts | None = None,
+                 id_: str | None = None):
+        super().__init__(usage)
         self.message: dict[str, Any] = {
             "id": id_ or new_message_id(), "type": "message", "role": "assistant", "model": model,
             "content": [], "stop_reason": None, "stop_sequence": None, "usage": self._usage()}
         self._open: int | None = None        # index of the content block being streamed
         self._json: dict[int, str] = {}      # tool_use block index → input JSON so far
-        self._calls: dict[int, int] = {}     # chat tool-call index → block index
+        self._calls: dict[int, int] = {}     # the call's place in the choice → block index
         self.started = self.finished = False
 
     def _usage(self) -> dict:
@@ -328,15 +330,14 @@ class MessageRenderer(ChunkRenderer):
         block[kind] += text
         return events + [self._delta({"type": f"{kind}_delta", kind: text})]
 
-    def _tool_delta(self, call: dict) -> list[Event]:
+    def _tool_delta(self, call: ToolCallDelta) -> list[Event]:
         events = []
-        fn = call.get("function") or {}
-        if call.get("id"):
-            events += self._start_block({"type": "tool_use", "id": tool_use_id(call["id"]),
-                                         "name": fn.get("name") or "", "input": {}})
-            self._calls[call["index"]] = self._open
-        arguments = fn.get("arguments")
-        block = self._calls.get(call["index"])
+        if call.id:
+            events += self._start_block({"type": "tool_use", "id": tool_use_id(call.id),
+                                         "name": call.name or "", "input": {}})
+            self._calls[call.call] = self._open
+        arguments = call.arguments
+        block = self._calls.get(call.call)
         if arguments and block is not None:
             self._json[block] = self._json.get(block, "") + arguments
             if block == self._open:  # parsers only extend the newest call; never a closed one
@@ -361,13 +362,6 @@ class MessageRenderer(ChunkRenderer):
                                "delta": {"stop_reason": reason, "stop_sequence": stop_sequence},
                                "usage": self._usage()}),
             ("message_stop", {"type": "message_stop"})]
-
-
-async def render_events(chunks, renderer: MessageRenderer):
-    """The Anthropic event stream of a chat call (an async iterator of chunks)."""
-    async for chunk in chunks:
-        for event in renderer.on_chunk(chunk):
-            yield event
 
 
 # ---- errors ------------------------------------------------------------------------------------

@@ -3,25 +3,33 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import AsyncIterator, Awaitable, Callable
 
-from localgw.chat.responses import Usage
+from localgw.chat.responses import ChatChunker, Usage
 
 
 @dataclass
 class ChatCall:
     """A chat (or text) completion running on a model, as every front door sees it.
 
-    `chunks` yields OpenAI `chat.completion.chunk` dicts (the internal event stream every wire
-    format translates from), or `text_completion` ones for a text completion; `close()` stops
-    the work and frees the model, and is safe to call twice. Routes for other wire formats
-    (Anthropic, Responses) start a ChatCall from their translated request and render its chunks
-    in their own shape.
+    A chat's `events` are typed chat events (`chat.events`), which each door renders in its own
+    shape: `chunks` is OpenAI's (`openai` renders them); the Anthropic and Responses doors render
+    `events` themselves. A call without `openai` carries OpenAI chunk dicts in `events` as they
+    are, and `chunks` is that stream: a text completion's `text_completion` chunks, or an
+    upstream's chat chunks before the service reads them into events. `close()` stops the work
+    and frees the model, and is safe to call twice.
     """
 
-    chunks: AsyncIterator[dict]
+    events: AsyncIterator
     usage: Usage
     id: str
     created: int
     model: str
     close: Callable[[], Awaitable[None]]
+    openai: ChatChunker | None = None
+
+    @cached_property
+    def chunks(self) -> AsyncIterator[dict]:
+        """The call in OpenAI's shape (one stream: read either `chunks` or `events`)."""
+        return self.events if self.openai is None else self.openai.render(self.events)

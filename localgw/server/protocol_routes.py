@@ -1,7 +1,8 @@
-"""Routes for the other wire formats: translate at the door, run `start_chat`, render the chunks.
+"""Routes for the other wire formats: translate at the door, run `start_chat`, render the events.
 
 Each route is the same four steps: parse the format's body, translate it into a ChatRequest, start
-the one chat pipeline, and render its chunks as the format's stream or collected body.
+the one chat pipeline, and render its typed events (`chat.events`) as the format's stream or
+collected body.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from localgw.protocols import anthropic, responses
+from localgw.protocols.response_events import ResponseRenderer
 from localgw.server.routes import count_prompt, parse_request, respond, start_chat
 from localgw.server.streaming import EventStreamResponse, named_event
 
@@ -25,8 +27,8 @@ def _event_stream(error_event):
 async def messages(request: Request) -> Response:
     req: anthropic.MessagesRequest = await parse_request(request, anthropic.MessagesRequest)
     call = await start_chat(request, req.to_chat())
-    renderer = anthropic.MessageRenderer(req.model, call.usage)
-    return await respond(request, chunks=anthropic.render_events(call.chunks, renderer),
+    renderer = anthropic.MessageRenderer(req.model)
+    return await respond(request, chunks=renderer.render(call.events),
                          close=call.close, stream=req.stream,
                          collect=lambda _events: renderer.message,
                          stream_response=_event_stream(
@@ -46,9 +48,8 @@ async def create_response(request: Request) -> Response:
     history = store.history(req.previous_response_id)
     items = history + req.input_items()
     call = await start_chat(request, req.to_chat(items))
-    renderer = responses.ResponseRenderer(req, call.usage,
-                                          on_done=lambda r: store.save(r, items, req.store))
-    return await respond(request, chunks=responses.render_events(call.chunks, renderer),
+    renderer = ResponseRenderer(req, on_done=lambda r: store.save(r, items, req.store))
+    return await respond(request, chunks=renderer.render(call.events),
                          close=call.close, stream=req.stream,
                          collect=lambda _events: renderer.response,
                          stream_response=_event_stream(renderer.error_event))

@@ -10,11 +10,12 @@ so it runs in-process with a fake manager and runner (tests/unit/test_service.py
 `app.state.service`, with the model manager, the settings, the preparation pool, the metrics and
 the `ModelRouter`. Its three doors:
 
-- `start(req: ChatRequest, cancel, where=None)` → `ChatCall` (the chunks of a chat completion
-  and their closer). `where` is the router's answer when the caller asked it already (the OpenAI
-  door peeks at the body's model before parsing it, to forward the body as sent); otherwise the
-  router is asked here. Either way the router decides once per request: an upstream's model runs
-  through `ModelRouter.start_chat`, a local one here.
+- `start(req: ChatRequest, cancel, where=None)` → `ChatCall` (the typed events of a chat,
+  `chat.events`, with their OpenAI renderer, and their closer). `where` is the router's answer
+  when the caller asked it already (the OpenAI door peeks at the body's model before parsing it,
+  to forward the body as sent); otherwise the router is asked here. Either way the router
+  decides once per request: an upstream's model runs through `ModelRouter.start_chat` (its
+  chunks read into the same events), a local one here.
 - `count(req: ChatRequest, cancel)` → `(PreparedChat, tokens)`: the prompt `start` would run,
   prepared the same way and not run (Anthropic's count_tokens).
 - `complete(req: CompletionRequest, cancel)` → `ChatCall` of `text_completion` chunks.
@@ -34,16 +35,17 @@ for the job to leave its slot, release the model with the request's keep-alive.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 import anyio
 
-from localgw.chat.output import REASONING_FIELDS
+from localgw.chat.events import ChatEvents
 from localgw.chat.pipeline import PreparedChat, prepare_chat
 from localgw.chat.prompt import check_conversation, check_tool_choice, sampling_params
 from localgw.chat.requests import ChatRequest, CompletionRequest
-from localgw.chat.responses import ChatChunker, TextChunker, Usage
+from localgw.chat.responses import (REASONING_FIELDS, ChatChunker, TextChunker, Usage,
+                                    read_chunks)
 from localgw.chat.schema_grammar import JsonSchemaConverter
 from localgw.chat.template import CHATML_TEMPLATE
 from localgw.engine.types import JobFailed, TokenText
@@ -76,7 +78,9 @@ class ChatService:
         if where is None:
             where = await self.router.place(req.model)
         if where.upstream:
-            return await self.router.start_chat(where, req, cancel, request_id)
+            call = await self.router.start_chat(where, req, cancel, request_id)
+            return replace(call, events=read_chunks(call.events, call.usage),
+                           openai=self._chunker(req, call.id, call.created))
         _check_chat(req, self.settings)
         timer = RequestTimer()
 
@@ -95,20 +99,24 @@ class ChatService:
 
         held, prepared = await self._take(req.model, cancel, prepare)
         generation = held.generation
-        include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        chunker = ChatChunker(model=req.model, new_output=prepared.new_output,
-                              include_usage=include_usage)
+        usage = Usage()
+        chat_events = ChatEvents(prepared.new_output, usage)
 
-        async def chunks():
+        async def events():
             async for event in _events(generation, timer):
-                for chunk in chunker.on_event(event):
-                    yield chunk
-            if req.stream and include_usage:
-                yield chunker.usage_chunk()
+                for out in chat_events.on_event(event):
+                    yield out
 
-        return ChatCall(chunks(), chunker.usage, chunker.id, chunker.created, req.model,
-                        self._closer(timer, held.entry, generation, chunker.usage,
-                                     req.keep_alive_seconds))
+        chunker = self._chunker(req)
+        return ChatCall(events(), usage, chunker.id, chunker.created, req.model,
+                        self._closer(timer, held.entry, generation, usage,
+                                     req.keep_alive_seconds), openai=chunker)
+
+    def _chunker(self, req: ChatRequest, *ids) -> ChatChunker:
+        """The OpenAI renderer of a chat's events (`ids`: the call's id and created, if set)."""
+        usage_last = bool(req.stream and req.stream_options and req.stream_options.include_usage)
+        return ChatChunker(req.model, usage_last,
+                           REASONING_FIELDS[self.settings.reasoning_field], *ids)
 
     async def count(self, req: ChatRequest,
                     cancel: Cancellation) -> tuple[PreparedChat, list[int]]:
@@ -255,8 +263,7 @@ def _render(runner, req: ChatRequest, settings, converter) -> PreparedChat:
     template = (settings.chat_template or runner.metadata.get("tokenizer.chat_template")
                 or CHATML_TEMPLATE)
     return prepare_chat(req, template, factory=converter,
-                        bos_token=runner.bos_text, eos_token=runner.eos_text,
-                        reasoning_fields=REASONING_FIELDS[settings.reasoning_field])
+                        bos_token=runner.bos_text, eos_token=runner.eos_text)
 
 
 def _prepare_in_thread(runner, req: ChatRequest, settings, converter,

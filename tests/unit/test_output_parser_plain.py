@@ -6,13 +6,14 @@ import random
 
 from localgw.chat.formats import chat_format
 from localgw.chat.output import MessageParser
+from tests.helpers import openai_deltas
 
 
 def _deltas(parser: MessageParser, pieces: list[str]) -> list[dict]:
     out = []
     for piece in pieces:
         out += parser.feed(piece)
-    return out + parser.finish()
+    return openai_deltas(out + parser.finish())
 
 
 def test_plain_text_deltas_are_the_pieces_and_match_the_general_parse():
@@ -30,4 +31,4 @@ def test_plain_text_deltas_are_the_pieces_and_match_the_general_parse():
         if piece:
             general.text += piece
             deltas += general._diff(final=False)
-    assert deltas + general.finish() == got
+    assert openai_deltas(deltas + general.finish()) == got

@@ -8,7 +8,7 @@ import pytest
 from localgw.chat.formats import chat_format
 from localgw.chat.output import MessageParser
 from localgw.chat.responses import Usage, collect_chat
-from tests.helpers import DATA
+from tests.helpers import DATA, openai_deltas
 
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {
     "type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}}}},
@@ -18,12 +18,11 @@ TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": 
 
 def run(template: str, text: str, *, tools=TOOLS, pieces=None, inside=False, fields=None):
     fmt = chat_format((DATA / "templates" / template).read_text())
-    parser = MessageParser(fmt, tools=tools, inside_reasoning=inside,
-                           **({"reasoning_fields": fields} if fields else {}))
+    parser = MessageParser(fmt, tools=tools, inside_reasoning=inside)
     deltas = []
     for piece in pieces or [text]:
         deltas += parser.feed(piece)
-    deltas += parser.finish()
+    deltas = openai_deltas(deltas + parser.finish(), fields)
     chunks = [{"id": "x", "created": 0, "model": "m",
                "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
     message = collect_chat(chunks, Usage())["choices"][0]["message"]

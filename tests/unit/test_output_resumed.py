@@ -15,7 +15,7 @@ from localgw.chat.formats import ChatFormat, chat_format
 from localgw.chat.jsonprefix import Scanner, scan
 from localgw.chat.memo import ParseMemo
 from localgw.chat.output import MessageParser
-from tests.helpers import DATA
+from tests.helpers import DATA, openai_deltas
 
 TEMPLATES = {  # kind of reply: a template that produces it
     "hermes": "Qwen-Qwen2.5-7B-Instruct.jinja",
@@ -156,8 +156,8 @@ def check(kind: str, text: str, inside: bool, cuts: list[int]) -> None:
         start = end
         fresh = MessageParser(fmt, tools=TOOLS, inside_reasoning=inside, prefill=text[:end])
         assert parse_view(kept, False) == parse_view(fresh, False)
-    kept_deltas += kept.finish()
-    rereading_deltas += rereading.finish()
+    kept_deltas = openai_deltas(kept_deltas + kept.finish())
+    rereading_deltas = openai_deltas(rereading_deltas + rereading.finish())
     fresh = MessageParser(fmt, tools=TOOLS, inside_reasoning=inside, prefill=text)
     assert parse_view(kept, True) == parse_view(fresh, True)
     assert without_ids(kept_deltas) == without_ids(rereading_deltas)
@@ -212,4 +212,5 @@ def test_a_closing_tag_inside_a_string_argument_ends_the_block_there():
             "</tool_call>\nafter")
     check("hermes", text, False, list(range(len(text))))
     whole = MessageParser(fmt_of("hermes"), tools=TOOLS)
-    assert merged(whole.feed(text) + whole.finish())[2] == {0: ("write_file", '{"content": "a"}')}
+    deltas = openai_deltas(whole.feed(text) + whole.finish())
+    assert merged(deltas)[2] == {0: ("write_file", '{"content": "a"}')}

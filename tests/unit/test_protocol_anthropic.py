@@ -5,12 +5,14 @@ import json
 import pytest
 
 from localgw.chat.requests import parse_body
+from localgw.chat.events import ChatEvents
 from localgw.chat.responses import ChatChunker, Usage
 from localgw.engine.stops import StopMatcher
 from localgw.engine.types import ChoiceDone, PromptDone, TokenText
 from localgw.errors import (AuthenticationError, InvalidRequest, LocalgwError, ModelNotFound,
                             QueueFull, RequestTooLarge, ServiceUnavailable)
 from localgw.protocols.anthropic import MessageRenderer, MessagesRequest, error_body
+from tests.helpers import render_chunk
 
 TOOL = {"name": "get_weather", "description": "Weather", "input_schema": {"type": "object"}}
 
@@ -171,9 +173,9 @@ def test_renderer_streams_thinking_text_and_tool_use_blocks():
                                      "function": {"name": "f", "arguments": ""}}]}),
               chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"a": '}}]}),
               chunk({"tool_calls": [{"index": 0, "function": {"arguments": "1}"}}]})]
-    events = [e for c in chunks for e in r.on_chunk(c)]
+    events = [e for c in chunks for e in render_chunk(r, c)]
     usage.completion_tokens = 7
-    events += r.on_chunk(chunk(finish="tool_calls"))
+    events += render_chunk(r, chunk(finish="tool_calls"))
     names = [name for name, _ in events]
     assert names == ["message_start", "ping",
                      "content_block_start", "content_block_delta", "content_block_delta",
@@ -207,8 +209,8 @@ def test_renderer_streams_thinking_text_and_tool_use_blocks():
     ("stop", {"stop_reason": "END"}, "stop_sequence", "END")])
 def test_stop_reasons(finish, extra, reason, sequence):
     r = MessageRenderer("m", Usage())
-    r.on_chunk(chunk({"content": "x"}))
-    r.on_chunk(chunk(finish=finish, **extra))
+    render_chunk(r, chunk({"content": "x"}))
+    render_chunk(r, chunk(finish=finish, **extra))
     assert (r.message["stop_reason"], r.message["stop_sequence"]) == (reason, sequence)
 
 
@@ -222,10 +224,10 @@ def test_chat_chunks_carry_the_matched_stop_string_only_when_one_matched():
     req = parse_body(ChatRequest, b'{"model":"m","messages":[{"role":"user","content":"x"}]}')
     prepared = prepare_chat(req, CHATML_TEMPLATE, factory=None)
     for stop, present in ((None, False), ("END", True)):
-        chunker = ChatChunker(model="m", new_output=prepared.new_output)
-        chunker.on_event(PromptDone(3, 0))
-        chunker.on_event(TokenText(0, "hi"))
-        last = chunker.on_event(ChoiceDone(0, "stop", 1, stop))[-1]["choices"][0]
+        events, chunker = ChatEvents(prepared.new_output, Usage()), ChatChunker(model="m")
+        events.on_event(PromptDone(3, 0))
+        events.on_event(TokenText(0, "hi"))
+        last = chunker.chunk(events.on_event(ChoiceDone(0, "stop", 1, stop))[-1])["choices"][0]
         assert ("stop_reason" in last) is present and last["finish_reason"] == "stop"
 
 

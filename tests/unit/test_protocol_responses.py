@@ -7,7 +7,9 @@ import pytest
 from localgw.chat.requests import parse_body
 from localgw.chat.responses import Usage
 from localgw.errors import InvalidRequest
-from localgw.protocols.responses import ResponseRenderer, ResponsesRequest, ResponseStore
+from localgw.protocols.response_events import ResponseRenderer
+from localgw.protocols.responses import ResponsesRequest, ResponseStore
+from tests.helpers import render_chunk
 
 
 def request(**extra) -> ResponsesRequest:
@@ -123,9 +125,9 @@ def test_renderer_events_and_the_collected_response():
               chunk({"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
                                      "function": {"name": "f", "arguments": ""}}]}),
               chunk({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]})]
-    events = [e for c in chunks for e in r.on_chunk(c)]
+    events = [e for c in chunks for e in render_chunk(r, c)]
     usage.completion_tokens = 5
-    events += r.on_chunk(chunk(finish="tool_calls"))
+    events += render_chunk(r, chunk(finish="tool_calls"))
     names = [n for n, _ in events]
     assert names == [
         "response.created", "response.in_progress",
@@ -155,8 +157,8 @@ def test_renderer_events_and_the_collected_response():
 
 def test_a_reply_cut_by_the_limit_is_incomplete():
     r = ResponseRenderer(request(max_output_tokens=2), Usage())
-    r.on_chunk(chunk({"content": "abc"}))
-    events = r.on_chunk(chunk(finish="length"))
+    render_chunk(r, chunk({"content": "abc"}))
+    events = render_chunk(r, chunk(finish="length"))
     assert events[-1][0] == "response.incomplete"
     assert r.response["status"] == "incomplete"
     assert r.response["incomplete_details"] == {"reason": "max_output_tokens"}
