@@ -27,12 +27,16 @@ Drafters (the `Drafter` protocol) propose; they never decide a token of the outp
 plain one). It decides per step how many tokens each task may draft (`limits`), asks the
 drafter, and keeps the counts shown by /health and /metrics. Modes:
 - `ngram` / `draft`: every task drafts every step, up to `--spec-max` tokens;
-- `auto`: speculate where it pays. Verification rows cost real compute on a CPU, so a task
-  drafts only while its drafts are accepted: its draft length grows while whole drafts are
-  accepted and shrinks to what was, and a draft rejected at its first token makes the task
-  skip a growing number of steps (1, 2, 4, ... AUTO_MAX_SKIP). And no task drafts while more
-  than AUTO_MAX_STREAMS tasks decode together: their one-row batch already keeps the cores
-  busy, and extra rows would slow every stream.
+- `auto`: speculate where it pays. Verifying rows costs real compute on a CPU (`rows_cost`:
+  two rows cost nearly two steps there), so a draft pays only when most of it is kept. Each task
+  keeps a moving estimate of the rate at which its draft tokens are kept, fed by its verified
+  drafts and, with look-ups, by shadow drafts: while a task does not draft, what a look-up
+  would have proposed is checked against the tokens it samples, at no cost. Each step a task
+  drafts the length that gives the most tokens per unit of cost at that rate (`best_length`),
+  or nothing when no length beats a plain step by AUTO_MIN_GAIN; a draft model, whose drafts
+  are not free, drafts a short probe now and then to keep its estimate moving. And no task
+  drafts while more than AUTO_MAX_STREAMS tasks decode together: their rows already fill the
+  cores, and extra rows would slow every stream.
 """
 
 from __future__ import annotations
@@ -51,10 +55,13 @@ log = logging.getLogger("localgw.engine")
 MODES = defaults.SPEC_MODES
 MAX_ROWS = 63             # rows one task verifies in a step: pending + at most 62 draft tokens
 NGRAM_SIZES = (4, 3, 2)   # n-gram lengths looked up, longest first
-AUTO_START = 4            # a task's first draft length under auto
-AUTO_MIN = 2              # the shortest draft auto asks for once a task speculates
-AUTO_MAX_SKIP = 32        # most steps a task sits out after rejected drafts
 AUTO_MAX_STREAMS = 2      # auto drafts only while at most this many tasks decode together
+AUTO_PRIOR = 0.5          # a task's acceptance rate before anything was observed
+AUTO_DECAY = 0.1          # weight of each observed draft token in the rate (a moving average)
+AUTO_MIN_GAIN = 1.15      # tokens per unit of cost a draft must promise over a plain step
+AUTO_SHADOW = 8           # tokens of a look-up draft checked without verifying it
+AUTO_PROBE_EVERY = 16     # a costly drafter below the bar still drafts once in so many steps
+AUTO_PROBE = 2            # ... this many tokens
 
 
 class Drafter(Protocol):
@@ -104,9 +111,15 @@ class NgramDrafter:
     def draft(self, task: "Task", limit: int) -> list[int]:
         c = self._sync(task)
         toks = c.tokens
-        start = c.follow if 0 < c.follow < len(toks) else self._look_up(c)
+        n = len(toks)
+        start = c.follow if 0 < c.follow < n else self._look_up(c)
         c.source = start
-        return toks[start:start + limit] if start >= 0 else []
+        if start < 0:
+            return []
+        draft = toks[start:start + limit]
+        for i in range(len(draft), limit):  # past the context's end the draft repeats itself,
+            draft.append(draft[start + i - n])  # as a loop in the text would
+        return draft
 
     def settle(self, task: "Task", proposed: int, accepted: int) -> None:
         c = self._by_seq.get(task.slot.seq)
@@ -159,14 +172,54 @@ class NgramDrafter:
 
 
 # ---- the policy and the counts ---------------------------------------------------------------
+def rows_cost(rows: int) -> float:
+    """What verifying `rows` rows of one sequence costs, in one-token steps: measured with
+    SmolLM2 on a 2-core CPU, where the matrix products run row by row (0.6 + 0.55 per row past
+    the first). On a GPU rows cost less: the policy is then cautious, never reckless."""
+    return 1.0 if rows <= 1 else 0.6 + 0.55 * rows
+
+
+def expected_tokens(rate: float, k: int) -> float:
+    """Tokens a step gives with a draft of `k`, each kept with probability `rate` once the ones
+    before it were: the sampled one plus the kept run (1 + rate + rate^2 + ... + rate^k)."""
+    return float(k + 1) if rate >= 1.0 else (1.0 - rate ** (k + 1)) / (1.0 - rate)
+
+
+def best_length(rate: float, spec_max: int) -> int:
+    """The draft length that gives the most tokens per unit of cost at this acceptance rate, if
+    that beats a plain step by AUTO_MIN_GAIN; else 0."""
+    best, best_gain = 0, AUTO_MIN_GAIN
+    for k in range(1, spec_max + 1):
+        gain = expected_tokens(rate, k) / rows_cost(k + 1)
+        if gain > best_gain:
+            best, best_gain = k, gain
+    return best
+
+
 @dataclass(eq=False)
 class _Pace:
-    """One task's speculation under auto: how long its next draft may be, how long it waits."""
+    """One task's speculation under auto: its drafts' estimated acceptance rate, and the tokens
+    a draft it did not verify predicted (checked against what it samples instead)."""
 
     task: object
-    length: int = AUTO_START
-    skip: int = 0           # steps left to sit out
-    misses: int = 0         # drafts in a row rejected at their first token
+    rate: float = AUTO_PRIOR
+    shadow: list[int] = field(default_factory=list)
+    idle: int = 0           # steps since the last verified draft (a costly drafter's probes)
+
+    def observe(self, kept: int, missed: bool) -> None:
+        """`kept` draft tokens were right, then (if `missed`) one was wrong."""
+        for _ in range(kept):
+            self.rate += (1.0 - self.rate) * AUTO_DECAY
+        if missed:
+            self.rate -= self.rate * AUTO_DECAY
+
+    def check_shadow(self, sampled: int) -> None:
+        """The token sampled since the shadow draft was made: was it the one predicted?"""
+        if self.shadow:
+            hit = self.shadow.pop(0) == sampled
+            self.observe(int(hit), not hit)
+            if not hit:
+                self.shadow.clear()
 
 
 class Speculation:
@@ -176,6 +229,7 @@ class Speculation:
         self.mode = mode
         self.drafter = drafter
         self.drafter_name = drafter_name
+        self.cheap = isinstance(drafter, NgramDrafter)  # shadow drafts cost next to nothing
         self.spec_max = max(0, min(spec_max, MAX_ROWS - 1))
         self.drafted = 0     # draft tokens verified (read by other threads: plain ints)
         self.accepted = 0    # of them, kept
@@ -185,22 +239,53 @@ class Speculation:
         return {"mode": self.mode, "drafter": self.drafter_name, "max": self.spec_max,
                 "drafted": self.drafted, "accepted": self.accepted}
 
-    def limits(self, tasks: list["Task"]) -> list[int] | None:
-        """How many tokens each task may draft this step; None when none may."""
-        if not self.spec_max or (self.mode == "auto" and len(tasks) > AUTO_MAX_STREAMS):
+    def drafts(self, tasks: list["Task"], rows: int) -> list[list[int]] | None:
+        """Each task's draft for this step (within its limit, and all of them with the tasks'
+        pending tokens within `rows`, the batch's size); None when no task drafts."""
+        if not self.spec_max:
             return None
-        # a draft longer than the task's budget leaves could never be kept
-        out = [max(min(self._wanted(t), t.budget - t.generated - 1), 0) for t in tasks]
-        return out if any(k > 0 for k in out) else None
-
-    def _wanted(self, task: "Task") -> int:
         if self.mode != "auto":
-            return self.spec_max
+            limits = [self.spec_max] * len(tasks)
+        elif len(tasks) > AUTO_MAX_STREAMS:
+            for t in tasks:  # shadows are checked step by step: they end here
+                self._pace(t).shadow.clear()
+            return None
+        else:
+            limits = [self._auto_limit(t) for t in tasks]
+        room = rows - len(tasks)
+        for i, (t, k) in enumerate(zip(tasks, limits)):
+            # a draft longer than the task's budget leaves could never be kept
+            limits[i] = max(min(k, t.budget - t.generated - 1, room), 0)
+            room -= limits[i]
+        shadows = self._shadow_limits(tasks, limits)
+        if not any(limits) and not any(shadows):
+            return None
+        proposed = self.drafter.propose(tasks, [max(k, s) for k, s in zip(limits, shadows)])
+        drafts = [d[:k] for d, k in zip(proposed, limits)]
+        for t, d, s in zip(tasks, proposed, shadows):
+            if s:
+                self._pace(t).shadow = d[:s]
+        return drafts if any(drafts) else None
+
+    def _auto_limit(self, task: "Task") -> int:
         pace = self._pace(task)
-        if pace.skip:
-            pace.skip -= 1
-            return 0
-        return min(pace.length, self.spec_max)
+        pace.check_shadow(task.pending)
+        k = best_length(pace.rate, self.spec_max)
+        if k == 0 and not self.cheap:  # a costly drafter's estimate moves only by drafting
+            pace.idle += 1
+            if pace.idle >= AUTO_PROBE_EVERY:
+                k = AUTO_PROBE
+        if k:
+            pace.shadow.clear()
+        return k
+
+    def _shadow_limits(self, tasks: list["Task"], limits: list[int]) -> list[int]:
+        """Under auto with look-ups, a task that does not draft still looks up what it would
+        draft, to see whether its samples agree: acceptance is estimated at no cost."""
+        if self.mode != "auto" or not self.cheap:
+            return [0] * len(tasks)
+        return [AUTO_SHADOW if not k and not self._pace(t).shadow else 0
+                for t, k in zip(tasks, limits)]
 
     def _pace(self, task: "Task") -> _Pace:
         pace = self._paces.get(task.slot.seq)
@@ -208,27 +293,15 @@ class Speculation:
             pace = self._paces[task.slot.seq] = _Pace(task)
         return pace
 
-    def drafts(self, tasks: list["Task"], rows: int) -> list[list[int]] | None:
-        """Each task's draft for this step (within its limit, and all of them with the tasks'
-        pending tokens within `rows`, the batch's size); None when no task drafts."""
-        limits = self.limits(tasks)
-        if limits is None:
-            return None
-        room = rows - len(tasks)
-        for i, k in enumerate(limits):
-            limits[i] = min(k, max(room, 0))
-            room -= limits[i]
-        drafts = self.drafter.propose(tasks, limits)
-        drafts = [d[:k] if len(d) > k else d for d, k in zip(drafts, limits)]
-        return drafts if any(drafts) else None
-
     def settle(self, task: "Task", proposed: int, accepted: int) -> None:
         """A task's draft was verified: count it, tell the drafter, pace the task."""
         self.drafted += proposed
         self.accepted += accepted
         self.drafter.settle(task, proposed, accepted)
         if proposed and self.mode == "auto":
-            pace_after(self._pace(task), proposed, accepted, self.spec_max)
+            pace = self._pace(task)
+            pace.observe(accepted, accepted < proposed)
+            pace.idle = 0
 
     def forget(self, seq: int) -> None:
         self._paces.pop(seq, None)
@@ -237,19 +310,3 @@ class Speculation:
     def close(self) -> None:
         self._paces.clear()
         self.drafter.close()
-
-
-def pace_after(pace: _Pace, proposed: int, accepted: int, spec_max: int) -> None:
-    """auto's rule after a verified draft: a whole draft accepted doubles the next one's length;
-    a partly accepted one sets it to what was kept plus one; one rejected at its first token
-    also makes the task sit out 1, 2, 4 ... AUTO_MAX_SKIP steps, more after each such miss."""
-    if accepted == proposed:
-        pace.length = min(max(pace.length, proposed) * 2, spec_max)
-        pace.misses = 0
-    elif accepted:
-        pace.length = max(accepted + 1, AUTO_MIN)
-        pace.misses = 0
-    else:
-        pace.length = AUTO_MIN
-        pace.skip = min(1 << pace.misses, AUTO_MAX_SKIP)
-        pace.misses += 1
