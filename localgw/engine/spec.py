@@ -24,24 +24,24 @@ Drafters (the `Drafter` protocol) propose; they never decide a token of the outp
 - `DraftModel` (engine.draft_model): a small model of the same vocabulary, its own context.
 
 `Speculation` is what the loop holds (None with `--spec off`: the loop is then exactly the
-plain one). It decides per step how many tokens each task may draft (`limits`), asks the
+plain one). It decides per step how many tokens each task may draft (`drafts`), asks the
 drafter, and keeps the counts shown by /health and /metrics. Modes:
 - `ngram` / `draft`: every task drafts every step, up to `--spec-max` tokens;
 - `auto`: speculate where it pays. Verifying rows costs real compute on a CPU (`rows_cost`:
   two rows cost nearly two steps there), so a draft pays only when most of it is kept. Each task
-  keeps a moving estimate of the rate at which its draft tokens are kept, fed by its verified
-  drafts and, with look-ups, by shadow drafts: while a task does not draft, what a look-up
-  would have proposed is checked against the tokens it samples, at no cost. Each step a task
-  drafts the length that gives the most tokens per unit of cost at that rate (`best_length`),
-  or nothing when no length beats a plain step by AUTO_MIN_GAIN; a draft model, whose drafts
-  are not free, drafts a short probe now and then to keep its estimate moving. And no task
-  drafts while more than AUTO_MAX_STREAMS tasks decode together: their rows already fill the
-  cores, and extra rows would slow every stream.
+  keeps a moving estimate of the rate at which its draft tokens are kept, for each way a draft
+  is found (a look-up of 4, 3 or 2 tokens, or the run of an earlier draft that came true), fed
+  by its verified drafts and by guesses: when a look-up is not drafted, its first token is
+  checked against the token the task samples, at no cost. Each step a task drafts the length
+  that gives the most tokens per unit of cost at its rate (`best_length`), or nothing when no
+  length beats a plain step by AUTO_MIN_GAIN; a draft model, whose drafts are not free, drafts
+  a short probe now and then to keep its estimate moving. And no task drafts while more than
+  AUTO_MAX_STREAMS tasks decode together: their rows already fill the cores, and extra rows
+  would slow every stream.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -50,16 +50,14 @@ from localgw import defaults
 if TYPE_CHECKING:
     from localgw.engine.decoding import Task
 
-log = logging.getLogger("localgw.engine")
-
 MODES = defaults.SPEC_MODES
 MAX_ROWS = 63             # rows one task verifies in a step: pending + at most 62 draft tokens
 NGRAM_SIZES = (4, 3, 2)   # n-gram lengths looked up, longest first
+FOLLOW = 0                # a draft's kind: the run of an earlier draft that came true
 AUTO_MAX_STREAMS = 2      # auto drafts only while at most this many tasks decode together
 AUTO_PRIOR = 0.5          # a task's acceptance rate before anything was observed
 AUTO_DECAY = 0.1          # weight of each observed draft token in the rate (a moving average)
 AUTO_MIN_GAIN = 1.15      # tokens per unit of cost a draft must promise over a plain step
-AUTO_SHADOW = 8           # tokens of a look-up draft checked without verifying it
 AUTO_PROBE_EVERY = 16     # a costly drafter below the bar still drafts once in so many steps
 AUTO_PROBE = 2            # ... this many tokens
 
@@ -94,8 +92,9 @@ class _Context:
     known: int = 0          # of them, how many were slot tokens (the rest: the pending token)
     indexed: int = 0        # continuations indexed: positions p < indexed
     index: dict = field(default_factory=dict)  # n-gram tuple → position of its continuation
-    follow: int = -1        # position whose token should come next, on an accepted run
+    follow: int = -1        # where the last draft's source goes on, while its tokens came true
     source: int = -1        # where the last draft was copied from
+    kind: int = -1          # how the last draft was found: FOLLOW, an n-gram's n, -1 none
 
 
 class NgramDrafter:
@@ -112,7 +111,10 @@ class NgramDrafter:
         c = self._sync(task)
         toks = c.tokens
         n = len(toks)
-        start = c.follow if 0 < c.follow < n else self._look_up(c)
+        if 0 < c.follow < n:
+            start, c.kind = c.follow, FOLLOW
+        else:
+            start, c.kind = self._look_up(c)
         c.source = start
         if start < 0:
             return []
@@ -121,13 +123,14 @@ class NgramDrafter:
             draft.append(draft[start + i - n])  # as a loop in the text would
         return draft
 
+    def kind(self, seq: int) -> int:
+        """How the last draft for slot `seq` was found: FOLLOW (the run of an earlier draft whose
+        tokens all came true), the n of the n-gram looked up, or -1 (none)."""
+        c = self._by_seq.get(seq)
+        return -1 if c is None else c.kind
+
     def settle(self, task: "Task", proposed: int, accepted: int) -> None:
-        c = self._by_seq.get(task.slot.seq)
-        if c is None or c.task is not task:
-            return
-        # the next step's context ends with the accepted tokens and a new pending one; if that
-        # one is what came next in the source as well, the run goes on from there
-        c.follow = c.source + accepted + 1 if proposed and accepted == proposed else -1
+        pass  # the next call sees what was kept in the slot's tokens (_sync)
 
     def forget(self, seq: int) -> None:
         self._by_seq.pop(seq, None)
@@ -142,12 +145,16 @@ class NgramDrafter:
         if c is None or c.task is not task or len(slot_tokens) < c.known:
             c = self._by_seq[task.slot.seq] = _Context(task)
         toks = c.tokens
+        old = len(toks)
         del toks[c.known:]                  # the last call's pending token, now a slot token
         toks.extend(slot_tokens[c.known:])
         c.known = len(toks)
         toks.append(task.pending)
-        if 0 < c.follow < len(toks) and toks[c.follow - 1] != toks[-1]:
-            c.follow = -1                   # the run's next token was not the one sampled
+        # the tokens since the last draft, if they all came as its source goes on (a loop past
+        # the old end included: position by position, each is the one a source's length back)
+        new = len(toks) - old
+        c.follow = c.source + new if 0 <= c.source < old and 0 < new and \
+            toks[c.source:c.source + new] == toks[old:] else -1
         self._index_to(c, len(toks))
         return c
 
@@ -160,15 +167,16 @@ class NgramDrafter:
                     index[tuple(toks[p - n:p])] = p
         c.indexed = max(c.indexed, end)
 
-    def _look_up(self, c: _Context) -> int:
-        """Where the continuation of the context's longest indexed last n-gram starts; -1."""
+    def _look_up(self, c: _Context) -> tuple[int, int]:
+        """Where the continuation of the context's longest indexed last n-gram starts, and
+        that n; (-1, -1) when none is indexed."""
         toks = c.tokens
         for n in self.sizes:
             if len(toks) > n:
                 p = c.index.get(tuple(toks[-n:]))
                 if p is not None:
-                    return p
-        return -1
+                    return p, n
+        return -1, -1
 
 
 # ---- the policy and the counts ---------------------------------------------------------------
@@ -198,28 +206,26 @@ def best_length(rate: float, spec_max: int) -> int:
 
 @dataclass(eq=False)
 class _Pace:
-    """One task's speculation under auto: its drafts' estimated acceptance rate, and the tokens
-    a draft it did not verify predicted (checked against what it samples instead)."""
+    """One task's speculation under auto: the estimated rate at which its draft tokens are kept,
+    by how the draft was found (a look-up drafter's kinds; one for a draft model)."""
 
     task: object
-    rate: float = AUTO_PRIOR
-    shadow: list[int] = field(default_factory=list)
+    rates: dict = field(default_factory=dict)  # kind → rate
+    kind: int = -1          # the kind of the draft being verified
+    guess: tuple | None = None  # (token, kind): a look-up's next token, not verified
     idle: int = 0           # steps since the last verified draft (a costly drafter's probes)
 
-    def observe(self, kept: int, missed: bool) -> None:
-        """`kept` draft tokens were right, then (if `missed`) one was wrong."""
-        for _ in range(kept):
-            self.rate += (1.0 - self.rate) * AUTO_DECAY
-        if missed:
-            self.rate -= self.rate * AUTO_DECAY
+    def rate(self, kind: int) -> float:
+        return self.rates.get(kind, AUTO_PRIOR)
 
-    def check_shadow(self, sampled: int) -> None:
-        """The token sampled since the shadow draft was made: was it the one predicted?"""
-        if self.shadow:
-            hit = self.shadow.pop(0) == sampled
-            self.observe(int(hit), not hit)
-            if not hit:
-                self.shadow.clear()
+    def observe(self, kind: int, kept: int, missed: bool) -> None:
+        """`kept` draft tokens of this kind were right, then (if `missed`) one was wrong."""
+        rate = self.rates.get(kind, AUTO_PRIOR)
+        for _ in range(kept):
+            rate += (1.0 - rate) * AUTO_DECAY
+        if missed:
+            rate -= rate * AUTO_DECAY
+        self.rates[kind] = rate
 
 
 class Speculation:
@@ -229,7 +235,7 @@ class Speculation:
         self.mode = mode
         self.drafter = drafter
         self.drafter_name = drafter_name
-        self.cheap = isinstance(drafter, NgramDrafter)  # shadow drafts cost next to nothing
+        self.cheap = isinstance(drafter, NgramDrafter)  # a look-up costs next to nothing
         self.spec_max = max(0, min(spec_max, MAX_ROWS - 1))
         self.drafted = 0     # draft tokens verified (read by other threads: plain ints)
         self.accepted = 0    # of them, kept
@@ -244,48 +250,54 @@ class Speculation:
         pending tokens within `rows`, the batch's size); None when no task drafts."""
         if not self.spec_max:
             return None
-        if self.mode != "auto":
-            limits = [self.spec_max] * len(tasks)
-        elif len(tasks) > AUTO_MAX_STREAMS:
-            for t in tasks:  # shadows are checked step by step: they end here
-                self._pace(t).shadow.clear()
+        auto = self.mode == "auto"
+        if auto and len(tasks) > AUTO_MAX_STREAMS:
+            for t in tasks:  # a guess is checked by the next step: none is pending then
+                self._pace(t).guess = None
             return None
-        else:
-            limits = [self._auto_limit(t) for t in tasks]
-        room = rows - len(tasks)
-        for i, (t, k) in enumerate(zip(tasks, limits)):
+        wanted = (self._costly_limit if auto and not self.cheap else lambda t: self.spec_max)
+        limits, room = [], rows - len(tasks)
+        for t in tasks:
             # a draft longer than the task's budget leaves could never be kept
-            limits[i] = max(min(k, t.budget - t.generated - 1, room), 0)
-            room -= limits[i]
-        shadows = self._shadow_limits(tasks, limits)
-        if not any(limits) and not any(shadows):
+            k = max(min(wanted(t), t.budget - t.generated - 1, room), 0)
+            limits.append(k)
+            room -= k
+        if not any(limits):
             return None
-        proposed = self.drafter.propose(tasks, [max(k, s) for k, s in zip(limits, shadows)])
-        drafts = [d[:k] for d, k in zip(proposed, limits)]
-        for t, d, s in zip(tasks, proposed, shadows):
-            if s:
-                self._pace(t).shadow = d[:s]
+        drafts = self.drafter.propose(tasks, limits)
+        if auto and self.cheap:
+            drafts = [self._choose(t, d) for t, d in zip(tasks, drafts)]
+        else:
+            drafts = [d[:k] for d, k in zip(drafts, limits)]
         return drafts if any(drafts) else None
 
-    def _auto_limit(self, task: "Task") -> int:
+    def _choose(self, task: "Task", draft: list[int]) -> list[int]:
+        """auto with look-ups: check the last step's guess, then keep as much of this look-up
+        as pays at the rate of its kind; the rest of a look-up not drafted is a guess."""
         pace = self._pace(task)
-        pace.check_shadow(task.pending)
-        k = best_length(pace.rate, self.spec_max)
-        if k == 0 and not self.cheap:  # a costly drafter's estimate moves only by drafting
+        if pace.guess is not None:
+            token, kind = pace.guess
+            hit = token == task.pending
+            pace.observe(kind, int(hit), not hit)
+            pace.guess = None
+        if not draft:
+            return draft
+        pace.kind = kind = self.drafter.kind(task.slot.seq)
+        k = best_length(pace.rate(kind), len(draft))
+        if not k:
+            pace.guess = (draft[0], kind)
+        return draft[:k]
+
+    def _costly_limit(self, task: "Task") -> int:
+        """auto with a draft model: the length that pays at its rate; a short probe now and then
+        when none does (its rate moves only by drafting)."""
+        pace = self._pace(task)
+        k = best_length(pace.rate(pace.kind), self.spec_max)
+        if not k:
             pace.idle += 1
             if pace.idle >= AUTO_PROBE_EVERY:
                 k = AUTO_PROBE
-        if k:
-            pace.shadow.clear()
         return k
-
-    def _shadow_limits(self, tasks: list["Task"], limits: list[int]) -> list[int]:
-        """Under auto with look-ups, a task that does not draft still looks up what it would
-        draft, to see whether its samples agree: acceptance is estimated at no cost."""
-        if self.mode != "auto" or not self.cheap:
-            return [0] * len(tasks)
-        return [AUTO_SHADOW if not k and not self._pace(t).shadow else 0
-                for t, k in zip(tasks, limits)]
 
     def _pace(self, task: "Task") -> _Pace:
         pace = self._paces.get(task.slot.seq)
@@ -300,7 +312,7 @@ class Speculation:
         self.drafter.settle(task, proposed, accepted)
         if proposed and self.mode == "auto":
             pace = self._pace(task)
-            pace.observe(accepted, accepted < proposed)
+            pace.observe(pace.kind, accepted, accepted < proposed)
             pace.idle = 0
 
     def forget(self, seq: int) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from localgw.engine.spec import (AUTO_MAX_STREAMS, AUTO_PRIOR, MAX_ROWS, NgramDrafter,
+from localgw.engine.spec import (AUTO_MAX_STREAMS, AUTO_PRIOR, FOLLOW, MAX_ROWS, NgramDrafter,
                                  Speculation, best_length, expected_tokens, rows_cost)
 
 
@@ -121,19 +121,21 @@ def test_auto_drafts_the_length_that_pays_at_the_rate_it_sees():
     assert rows_cost(1) == 1.0 and rows_cost(2) > 1.5
 
 
-def test_auto_learns_from_shadow_drafts_then_drafts_and_backs_off_on_misses():
+def test_auto_learns_from_guesses_then_drafts_and_backs_off_on_misses():
     s = spec("auto", spec_max=16)
     t = repeating()  # 1 2 3 ... 9, four times, then 1 2 | 3
     steps = 0
-    while (d := s.drafts([t], 2048)) is None:  # shadow look-ups, checked token by token
+    while (d := s.drafts([t], 2048)) is None:  # look-ups' guesses, checked token by token
         following = t.pending % 9 + 1
         advance(t, [], following)
         steps += 1
     assert 5 < steps < 30
     assert d[0] == [(t.pending + i) % 9 + 1 for i in range(len(d[0]))]
-    rate = s._pace(t).rate
+    pace = s._pace(t)
+    assert pace.kind == FOLLOW  # the look-up's source kept coming true
+    rate = pace.rate(FOLLOW)
     s.settle(t, len(d[0]), len(d[0]))
-    assert s._pace(t).rate > rate
+    assert pace.rate(FOLLOW) > rate
     for _ in range(3):
         s.settle(t, 4, 0)  # rejected at once, again and again: no more drafts
     assert s.drafts([t], 2048) is None
@@ -144,7 +146,7 @@ def test_auto_does_not_draft_when_many_streams_decode():
     s = spec("auto")
     tasks = [repeating(seq) for seq in range(AUTO_MAX_STREAMS + 1)]
     for t in tasks:
-        s._pace(t).rate = 1.0
+        s._pace(t).rates = dict.fromkeys((FOLLOW, 2, 3, 4), 1.0)
     assert s.drafts(tasks, 2048) is None
     assert s.drafts(tasks[:AUTO_MAX_STREAMS], 2048) is not None
     assert spec("ngram").drafts(tasks, 2048) is not None
@@ -153,11 +155,11 @@ def test_auto_does_not_draft_when_many_streams_decode():
 def test_a_task_that_ends_is_forgotten():
     s = spec("auto")
     t = repeating()
-    s._pace(t).rate = 1.0
+    s._pace(t).rates = dict.fromkeys((FOLLOW, 2, 3, 4), 1.0)
     assert s.drafts([t], 2048) == [[4, 5, 6, 7, 8, 9, 1, 2, 3, 4, 5, 6, 7, 8, 9, 1]]  # a loop
     s.settle(t, 16, 0)
     s.forget(0)
-    assert s._pace(t).rate == AUTO_PRIOR
+    assert s._pace(t).rate(4) == AUTO_PRIOR
     assert s.describe() == {"mode": "auto", "drafter": "ngram", "max": 16, "drafted": 16,
                             "accepted": 0}
 
