@@ -5,13 +5,19 @@ from that row. Speculating, the task adds `[pending] + draft` to the step's one 
 logits on every row; row j then holds what decoding the context up to draft[j-1] would give.
 On llama.cpp's CPU backend a row comes out bit-identical whether its token is decoded alone,
 as row k of a batch of its sequence, or beside another sequence's rows, as long as a task
-verifies at most MAX_ROWS rows (flash attention tiles at 64; engine.loop.prompt_piece). The
-task's own sampler then samples row 0, and while the token it sampled equals the next draft
+verifies at most MAX_ROWS rows (flash attention tiles at 64; engine.loop.prompt_piece) and its
+KV view is under 512 cells (a context of at most 256 tokens: llama.cpp pads the view to 256).
+From 512 cells on, the CPU's flash attention computes a lone token's row by splitting the cells
+among the threads and merging the parts, which rounds differently from the rows of a batch: a
+verified row then differs from the lone token's in its last bits, as rows of streams decoded
+together do (engine.runner), and a long output can leave its text without speculation at a
+near tie. The task's own sampler then samples row 0, and while the token it sampled equals the next draft
 token and the choice goes on (no end of generation, stop string or budget), it samples the
 next row (decoding.Task.verify). Each row is sampled exactly as it would be token by token:
 same logits, same chain state (grammar, penalties, the seeded random numbers consumed once per
 token), and a row is only sampled when every token before it is the one sampling chose. So the
-same request and seed give the same text, token ids and logprobs with speculation on or off.
+same request and seed give the same text, token ids and logprobs with speculation on or off
+(within the bounds above).
 The first disagreement ends the run: its sampled token becomes the new pending one, and the
 cells of the rejected draft tokens leave the KV cache (`llama_memory_seq_rm` from the slot's
 new length), so the slot's `tokens` and its cells agree as if no draft had been made.
