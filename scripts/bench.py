@@ -10,6 +10,8 @@
     .venv/bin/python scripts/bench.py --upstream --synthetic   # the gateway's own cost (no model)
     .venv/bin/python scripts/bench.py --chat-app       # only: the chat app attached vs. not
     .venv/bin/python scripts/bench.py --first-answer 100   # only: the README's curl example, 100 seeds
+    .venv/bin/python scripts/bench.py --spec-cases     # only: speculative decoding's cases, localgw
+        # --spec off and auto (+ --side NAME=URL ...: llama-server with and without its look-ups)
 
 Cases (issue 10): time to first token (TTFT) and decode tok/s of one stream after a short and after
 a ~1,500-token prompt; 2 and 4 conversations taking turns (a ~500-token system note each, 6 turns,
@@ -550,6 +552,11 @@ def main() -> None:
                          "so the difference measured is the gateway's own work")
     ap.add_argument("--chat-app", action="store_true",
                     help="only: decode tok/s of a long answer with the chat app attached vs. without")
+    ap.add_argument("--spec-cases", action="store_true",
+                    help="only: speculative decoding's cases (scripts/bench_spec.py), on localgw "
+                         "--spec off and --spec auto (or --url) and every --side")
+    ap.add_argument("--side", action="append", default=[], metavar="NAME=URL",
+                    help="with --spec-cases: another OpenAI-compatible server (repeatable)")
     ap.add_argument("--first-answer", type=int, metavar="N",
                     help="only: the README's curl example with seeds 0..N-1 (looping replies)")
     args = ap.parse_args()
@@ -564,6 +571,8 @@ def main() -> None:
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2))
         return
+    if args.spec_cases:
+        return spec_cases(args, gguf, model)
     proc = None
     if not args.url:
         proc, args.url = start_server(gguf, args.threads)
@@ -600,6 +609,39 @@ def main() -> None:
         report_first_answer(results)
     else:
         report(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+def spec_cases(args, gguf: str, model: str) -> None:
+    """--spec-cases: localgw with speculation off and auto (or the server at --url) and the
+    --side servers, the cases of scripts/bench_spec.py, sides alternating."""
+    from bench_spec import run_spec_cases
+
+    procs, sides = [], []
+    try:
+        if args.url:
+            sides.append(ServerSide("localgw", args.url, model))
+        else:
+            for mode in ("off", "auto"):
+                proc, url = start_server(gguf, args.threads, ("--spec", mode))
+                procs.append(proc)
+                sides.append(ServerSide(f"localgw {mode}", url, model))
+        if args.compare_url:
+            sides.append(ServerSide(args.compare_name, args.compare_url, args.compare_model))
+        for item in args.side:
+            name, _, url = item.partition("=")
+            sides.append(ServerSide(name, url))
+        for side in sides:
+            side.stream(messages("warm up"), 8)
+        results = {"model": model, "threads": args.threads, "cpus": os.cpu_count(),
+                   "repeats": args.repeats, "conv_repeats": 0}
+        results |= run_spec_cases(sides, args.repeats, interleaved, messages, med)
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(30)
+    report(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

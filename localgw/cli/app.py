@@ -179,6 +179,14 @@ def serve(
                                     help="the slots' KV cells in one shared pool: faster for several "
                                          "streams on a GPU, but a stream's last bits then depend on "
                                          "its neighbours (README: What you can rely on)"),
+    spec: str = typer.Option(defaults.SPEC, "--spec", metavar="auto|off|ngram|draft",
+                             help="speculative decoding: auto where it pays, look-ups (ngram), "
+                                  "the draft model (draft), or off (README: Speculative decoding)"),
+    spec_max: int = typer.Option(defaults.SPEC_MAX, "--spec-max", min=0, max=62,
+                                 help="most tokens a request drafts in one step"),
+    draft_model: Optional[str] = typer.Option(None, "--draft-model", metavar="ID_OR_PATH",
+                                              help="a small model with the same vocabulary, "
+                                                   "drafting for --spec draft (and auto)"),
     upstream: list[str] = typer.Option([], "--upstream", metavar="[NAME=]URL",
                                        help="serve an OpenAI-compatible engine's models too (repeatable; "
                                             "more in $LOCALGW_HOME/upstreams.toml)"),

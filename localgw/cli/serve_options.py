@@ -22,6 +22,7 @@ def serve_settings(*, host: str | None, port: int | None, model: list[str], api_
                    insecure: bool, allowed_hosts: list[str], cors_origins: list[str],
                    reasoning_field: str, limit: list[str], max_output: int, parallel: int | None,
                    cache_ram: str | None, flash_attn: str, kv_unified: bool,
+                   spec: str, spec_max: int, draft_model: str | None,
                    upstream: list[str]) -> ServerSettings:
     """The settings `serve`'s options describe (environment defaults for host and port)."""
     from localgw import config
@@ -35,7 +36,9 @@ def serve_settings(*, host: str | None, port: int | None, model: list[str], api_
         allowed_hosts=_comma_list(allowed_hosts), cors_origins=_comma_list(cors_origins),
         load=LoadOptions(n_ctx=ctx, n_threads=threads, n_gpu_layers=gpu_layers, max_queue=max_queue,
                          n_parallel=parallel, cache_ram=_cache_ram(cache_ram),
-                         flash_attn=_flash_attn(flash_attn), kv_unified=kv_unified),
+                         flash_attn=_flash_attn(flash_attn), kv_unified=kv_unified,
+                         spec=_spec(spec, draft_model), spec_max=spec_max,
+                         draft_path=draft_model),
         max_output=max_output,
         max_loaded=max_loaded, keep_alive=_keep_alive(keep_alive), max_body_bytes=max_body,
         chat_template=_read_template(chat_template), reasoning_field=_reasoning_field(reasoning_field),
@@ -53,6 +56,16 @@ def _flash_attn(value: str) -> bool | None:
     if value.lower() not in choices:
         raise typer.BadParameter(f"{value!r} is not auto, on or off", param_hint="--flash-attn")
     return choices[value.lower()]
+
+
+def _spec(value: str, draft_model: str | None) -> str:
+    choices = defaults.SPEC_MODES
+    if value.lower() not in choices:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}",
+                                 param_hint="--spec")
+    if value.lower() == "draft" and not draft_model:
+        raise typer.BadParameter("draft needs --draft-model ID_OR_PATH", param_hint="--spec")
+    return value.lower()
 
 
 def _limits(pairs: list[str]):

@@ -1,0 +1,102 @@
+"""Speculative decoding's cases for scripts/bench.py (`--spec-cases`): text the model gives back.
+
+    .venv/bin/python scripts/bench.py --spec-cases       # starts localgw --spec off and --spec auto
+    .venv/bin/python scripts/bench.py --spec-cases --side llama-server=http://127.0.0.1:8080 \\
+        --side llama-server-ngram=http://127.0.0.1:8081
+
+Cases, each a trial per side in turn (sides never generate at the same time), temperature 0, a
+fresh nonce first in every prompt: rewrite-a-code-block (a ~60-line Python block given back with
+one function renamed: most of the answer is in the prompt), edit-a-paragraph (a paragraph given
+back with a typo fixed), free chat (a story: little to look up), and 4 concurrent streams (stories).
+Reported: decode tok/s (completion tokens after the first over the time after the first token),
+and for the 4 streams aggregate tok/s; medians over the trials.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+
+CODE_FUNCS = [
+    ("load_orders", "path", ["rows = []", "with open(path) as f:", "    for line in f:",
+                             "        rows.append(line.strip().split(','))", "return rows"]),
+    ("total_price", "orders", ["total = 0.0", "for order in orders:",
+                               "    total += float(order[2]) * int(order[3])", "return total"]),
+    ("by_customer", "orders", ["groups = {}", "for order in orders:",
+                               "    groups.setdefault(order[1], []).append(order)",
+                               "return groups"]),
+    ("largest_order", "orders", ["best = None", "for order in orders:",
+                                 "    value = float(order[2]) * int(order[3])",
+                                 "    if best is None or value > best[0]:",
+                                 "        best = (value, order)", "return best"]),
+    ("average_quantity", "orders", ["if not orders:", "    return 0.0",
+                                    "count = sum(int(order[3]) for order in orders)",
+                                    "return count / len(orders)"]),
+    ("customers", "orders", ["names = set()", "for order in orders:", "    names.add(order[1])",
+                             "return sorted(names)"]),
+    ("report", "orders", ["lines = []", "for name, rows in by_customer(orders).items():",
+                          "    lines.append(f'{name}: {len(rows)} orders, {total_price(rows):.2f}')",
+                          "return '\\n'.join(lines)"]),
+    ("main", "path", ["orders = load_orders(path)", "print(report(orders))",
+                      "print('largest:', largest_order(orders))",
+                      "print('average quantity:', average_quantity(orders))"]),
+]
+CODE = "\n\n".join(f"def {name}({arg}):\n" + "\n".join("    " + line for line in body)
+                   for name, arg, body in CODE_FUNCS)
+PARAGRAPH = ("The village sat at the edge of a wide green valley, where the river bent twice "
+             "before it reached the sea. Every morning the baker opened his shop before the sun "
+             "was up, and the smell of fresh bread drifted down the narow street to the harbour. "
+             "Fishermen stopped on their way to the boats, children on their way to school, and "
+             "by eight o'clock the shelves were empty and the baker was already planning the next "
+             "day's loaves.")
+CODE_TOKENS = 700      # the whole block comes back (~600 tokens with SmolLM2's tokenizer)
+PARAGRAPH_TOKENS = 160
+CHAT_TOKENS = 200
+
+
+def rewrite_code(side, messages) -> dict:
+    prompt = ("Rename the function `total_price` to `order_total` everywhere in this code and "
+              f"give back the whole code, nothing else:\n\n```python\n{CODE}\n```")
+    return _decode(side.stream(messages(prompt), CODE_TOKENS))
+
+
+def edit_paragraph(side, messages) -> dict:
+    prompt = f"Fix the spelling mistake in this paragraph and give back the paragraph:\n\n{PARAGRAPH}"
+    return _decode(side.stream(messages(prompt), PARAGRAPH_TOKENS))
+
+
+def free_chat(side, messages) -> dict:
+    return _decode(side.stream(messages("Write a long story about a dragon."), CHAT_TOKENS))
+
+
+def _decode(r: dict) -> dict:
+    return {"decode_tps": r["decode_tps"], "tokens": r["tokens"], "ttft_ms": r["ttft_ms"]}
+
+
+def four_streams(side, messages, streams: int = 4, tokens: int = 128) -> dict:
+    def one(i):
+        return side.stream(messages(f"Tell story number {i}."), tokens)
+
+    start = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(streams) as pool:
+        results = list(pool.map(one, range(streams)))
+    return {"aggregate_tps": sum(r["tokens"] for r in results) / (time.perf_counter() - start)}
+
+
+CASES = {"rewrite-a-code-block": (rewrite_code, "decode_tps", "decode tok/s"),
+         "edit-a-paragraph": (edit_paragraph, "decode_tps", "decode tok/s"),
+         "free chat": (free_chat, "decode_tps", "decode tok/s"),
+         "4 streams": (four_streams, "aggregate_tps", "aggregate tok/s")}
+
+
+def run_spec_cases(sides: list, repeats: int, interleaved, messages, med) -> dict:
+    """{"rows": {side: {measure: median}}, "trials": {case: {side: [trial, ...]}}}."""
+    rows: dict = {s.name: {} for s in sides}
+    trials: dict = {}
+    for case, (trial, key, label) in CASES.items():
+        trials[case] = interleaved(sides, lambda s: trial(s, messages), repeats)
+        for name, rs in trials[case].items():
+            rows[name][f"{case}: {label}"] = med(r[key] for r in rs)
+            if "tokens" in rs[0]:
+                rows[name][f"{case}: tokens"] = med(r["tokens"] for r in rs)
+    return {"rows": rows, "trials": trials}
