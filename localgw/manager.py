@@ -81,6 +81,7 @@ class Loaded:
             "slots": runner.describe_slots(),
             "prompt_cache": runner.cache.describe(),
             "prompt_tokens_evaluated": runner.prompt_tokens_evaluated,
+            "speculative": runner.speculative,
             "gpu_layers": runner.n_gpu_layers,
             "memory_bytes": runner.memory_bytes,
             "estimated_bytes": self.estimate.total if self.estimate else None,
@@ -121,6 +122,8 @@ class ModelManager:
         self._extra: dict[str, Manifest] = {}  # served by path, or the embedded default
         self.preload: list[str] = []
         self.closing = False
+        if self.options.draft_path:
+            self.options = replace(self.options, draft_path=self._draft_path(self.options.draft_path))
         for arg in model_args or []:
             self.preload.append(self._add_arg(arg))
         if not self.preload and not store.list():
@@ -149,6 +152,20 @@ class ModelManager:
             pass
         raise StoreError(f"--model {arg}: no such file, and no model with that id in the store "
                          "(`localgw list` shows them; `localgw pull` adds one)")
+
+    def _draft_path(self, arg: str) -> str:
+        """`--draft-model` is a path to a GGUF file or a registered id: its file's path."""
+        path = Path(os.path.abspath(os.path.expanduser(arg)))
+        if path.is_file():
+            return str(path)
+        try:
+            manifest = self.store.get(arg)
+        except StoreError:
+            manifest = None
+        if manifest is None:
+            raise StoreError(f"--draft-model {arg}: no such file, and no model with that id in "
+                             "the store (`localgw list` shows them; `localgw pull` adds one)")
+        return manifest.path
 
     # ---- lookups --------------------------------------------------------------------------
     def manifests(self) -> list[Manifest]:

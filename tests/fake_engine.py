@@ -63,6 +63,7 @@ class FakeRunner:
         self.n_vocab = 256
         self.n_parallel, self.n_gpu_layers, self.kv_unified = 1, 0, False
         self.memory_bytes, self.prompt_tokens_evaluated = 0, 0
+        self.speculative = {"mode": "off", "drafted": 0, "accepted": 0}
         self.cache = PromptCache(0)
         self.jobs: list[tuple[list[int], object, int]] = []
         self.generations: list[FakeGeneration] = []

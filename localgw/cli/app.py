@@ -180,6 +180,14 @@ def serve(
                                     help="the slots' KV cells in one shared pool: faster for several "
                                          "streams on a GPU, but a stream's last bits then depend on "
                                          "its neighbours (README: What you can rely on)"),
+    spec: str = typer.Option(defaults.SPEC, "--spec", metavar="auto|off|ngram|draft",
+                             help="speculative decoding: auto where it pays, look-ups (ngram), "
+                                  "the draft model (draft), or off (README: Speculative decoding)"),
+    spec_max: int = typer.Option(defaults.SPEC_MAX, "--spec-max", min=0, max=62,
+                                 help="most tokens a request drafts in one step"),
+    draft_model: Optional[str] = typer.Option(None, "--draft-model", metavar="ID_OR_PATH",
+                                              help="a small model with the same vocabulary, "
+                                                   "drafting for --spec draft (and auto)"),
     upstream: list[str] = typer.Option([], "--upstream", metavar="[NAME=]URL",
                                        help="serve an OpenAI-compatible engine's models too (repeatable; "
                                             "more in $LOCALGW_HOME/upstreams.toml)"),
@@ -198,7 +206,9 @@ def serve(
         allowed_hosts=_comma_list(allowed_hosts), cors_origins=_comma_list(cors_origins),
         load=LoadOptions(n_ctx=ctx, n_threads=threads, n_gpu_layers=gpu_layers, max_queue=max_queue,
                          n_parallel=parallel, cache_ram=_cache_ram(cache_ram),
-                         flash_attn=_flash_attn(flash_attn), kv_unified=kv_unified),
+                         flash_attn=_flash_attn(flash_attn), kv_unified=kv_unified,
+                         spec=_spec(spec, draft_model), spec_max=spec_max,
+                         draft_path=draft_model),
         max_output=max_output,
         max_loaded=max_loaded, keep_alive=_keep_alive(keep_alive), max_body_bytes=max_body,
         chat_template=_read_template(chat_template), reasoning_field=_reasoning_field(reasoning_field),
@@ -217,6 +227,16 @@ def _flash_attn(value: str) -> bool | None:
     if value.lower() not in choices:
         raise typer.BadParameter(f"{value!r} is not auto, on or off", param_hint="--flash-attn")
     return choices[value.lower()]
+
+
+def _spec(value: str, draft_model: str | None) -> str:
+    choices = defaults.SPEC_MODES
+    if value.lower() not in choices:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}",
+                                 param_hint="--spec")
+    if value.lower() == "draft" and not draft_model:
+        raise typer.BadParameter("draft needs --draft-model ID_OR_PATH", param_hint="--spec")
+    return value.lower()
 
 
 def _limits(pairs: list[str]):

@@ -27,9 +27,11 @@ class Batch:
     def room(self) -> int:
         return self.capacity - self.n
 
-    def add(self, tokens, start_pos: int, seq: int, want_logits: bool) -> int:
+    def add(self, tokens, start_pos: int, seq: int, want_logits: bool,
+            every_row: bool = False) -> int:
         """Append tokens of one sequence at consecutive positions; returns the index of the last
-        (where its logits are, when asked for)."""
+        (where its logits are, when asked for). `every_row`: logits on each of them (a draft
+        being verified; the first token's row is then at the returned index minus k - 1)."""
         k = len(tokens)
         i = self.n
         if k == 1:  # a stream's next token: item writes cost a tenth of the slice writes below
@@ -41,7 +43,7 @@ class Batch:
             return i
         self.token[i:i + k] = tokens
         self.pos[i:i + k] = np.arange(start_pos, start_pos + k, dtype=self.pos.dtype)
-        self.logits[i:i + k] = 0
+        self.logits[i:i + k] = every_row
         if want_logits:
             self.logits[i + k - 1] = 1
         for j in range(i, i + k):

@@ -3,8 +3,9 @@
 A `Task` holds its sampler chain (engine.sampling: grammar, penalties, seed), an incremental
 UTF-8 decoder (a character split over tokens comes out whole), its stop matcher (engine.stops:
 text that could start a stop string is held back) and its token budget. `next_token` runs on
-the loop thread right after the decode that wrote the task's logits row; `tail` gives what was
-held back when the choice ends. With logprobs, `logprob` reads the row's log-softmax.
+the loop thread right after the decode that wrote the task's logits row (`verify`: the rows of
+a speculative draft, in order; engine.spec); `tail` gives what was held back when the choice
+ends. With logprobs, `logprob` reads the row's log-softmax.
 """
 
 from __future__ import annotations
@@ -94,6 +95,25 @@ class Task:
             return "length"
         self.pending = token
         return None
+
+    def verify(self, draft: list[int], ctx, model: Model, rows: LogitRows,
+               events: list) -> tuple[int, str | None]:
+        """After a decode of `[pending] + draft` from row `out_index` on: sample the rows in
+        order, as many as the sampled tokens agree with the draft (engine.spec). The slot's
+        `tokens` gain the pending token and the draft tokens kept. Returns how many were kept,
+        and why the choice ends (None: it goes on, its next token pending)."""
+        tokens = self.slot.tokens
+        tokens.append(self.pending)
+        finish = self.next_token(ctx, model, rows, events)
+        kept = 0
+        for token in draft:
+            if finish is not None or self.pending != token:
+                break
+            tokens.append(token)
+            kept += 1
+            self.out_index += 1
+            finish = self.next_token(ctx, model, rows, events)
+        return kept, finish
 
     def tail(self) -> str:
         """The text held back when the choice ends: a partial character, a stop string's start."""

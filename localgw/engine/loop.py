@@ -4,7 +4,12 @@ Each turn takes the jobs queued meanwhile (engine.jobs), admits waiting choices 
 (engine.slots places their prompts), then runs one step:
 1. every generating task's pending token, in one batch in slot order (llama.cpp packs
    consecutive KV streams into one ubatch); each task then samples its next token
-   (engine.decoding), and the step's events go out before any prompt is read;
+   (engine.decoding), and the step's events go out before any prompt is read. With
+   speculation (engine.spec; `--spec off` leaves `spec` None and this step as it is), a task
+   whose drafter proposes tokens adds `[pending] + draft`, logits on every row, to the same
+   batch; its sampler then samples row after row while they agree with the draft
+   (`Task.verify`), and the cells of the rejected draft tokens leave the KV cache, so the
+   slot's tokens and cells agree as without a draft;
 2. pending prompt pieces, each in a decode call of its own: a bounded number of tokens per
    step (`prefill_step` when no stream runs: one ubatch on the CPU, the whole batch on a GPU;
    PREFILL_CHUNK_WHILE_DECODING while others stream), so a long new prompt does not freeze the
@@ -34,6 +39,7 @@ from localgw.engine.jobs import Job, JobQueue
 from localgw.engine.model import Model
 from localgw.engine.sampling import Sampler
 from localgw.engine.slots import Slot, Slots
+from localgw.engine.spec import Speculation
 from localgw.engine.stops import StopMatcher
 from localgw.engine.types import ChoiceDone, JobFailed, PromptDone, TokenText
 from localgw.errors import LocalgwError, ModelFailed, ServiceUnavailable
@@ -66,7 +72,8 @@ def prompt_piece(done: int, total: int, budget: int, ubatch: int) -> int:
 
 class Loop:
     def __init__(self, model_id: str, model: Model, slots: Slots, jobs: JobQueue, *,
-                 n_batch: int, n_parallel: int, prefill_step: int):
+                 n_batch: int, n_parallel: int, prefill_step: int,
+                 spec: Speculation | None = None):
         self.model_id = model_id
         self.model = model
         self.slots = slots
@@ -74,6 +81,7 @@ class Loop:
         self.n_ctx = model.n_ctx
         self.batch = Batch(max(n_batch, n_parallel))
         self.prefill_step = prefill_step
+        self.spec = spec
         self._ctx = model.context.ctx
         self._rows = LogitRows(self._ctx, model.n_vocab)
         self.prompt_tokens_evaluated = 0  # prompt tokens decoded (not reused), for metrics/tests
@@ -199,6 +207,11 @@ class Loop:
     def _decode_streams(self, tasks: list[Task], events: list) -> None:
         """One batch: the pending token of every generating slot, in slot order (llama.cpp packs
         consecutive KV streams into one ubatch)."""
+        if self.spec is not None:
+            drafts = self.spec.drafts(tasks, self.batch.capacity)
+            if drafts is not None:
+                self._verify_drafts(tasks, drafts, events)
+                return
         batch = self.batch
         batch.clear()
         for t in tasks:
@@ -208,6 +221,32 @@ class Loop:
         for t in tasks:
             t.slot.tokens.append(t.pending)
             self._sample_or_fail(t, events)
+
+    def _verify_drafts(self, tasks: list[Task], drafts: list[list[int]], events: list) -> None:
+        """One batch: every generating slot's pending token and its draft (logits on each of
+        their rows); each task keeps the draft tokens its sampler agrees with (engine.spec)."""
+        batch = self.batch
+        batch.clear()
+        for t, draft in zip(tasks, drafts):
+            last = batch.add([t.pending, *draft], len(t.slot.tokens), t.slot.seq, True, True)
+            t.out_index = last - len(draft)
+        if not self._decode_or_make_room(tasks, events):
+            return
+        for t, draft in zip(tasks, drafts):
+            if t.slot.task is not t:  # its request failed while a sibling was sampled
+                self.slots.seq_rm(t.slot.seq, len(t.slot.tokens))
+                continue
+            try:
+                kept, finish = t.verify(draft, self._ctx, self.model, self._rows, events)
+            except Exception as exc:  # noqa: BLE001 - one request's fault, not the model's
+                kept, finish = -1, None
+                self._fail_job(t.job, exc, events)
+            if kept < len(draft):  # rejected draft tokens (or a failure) leave the KV cache
+                self.slots.seq_rm(t.slot.seq, len(t.slot.tokens))
+            if kept >= 0:
+                self.spec.settle(t, len(draft), kept)
+            if finish is not None:
+                self._end_task(t, events, finish)
 
     def _sample_or_fail(self, task: Task, events: list) -> None:
         """Sample a task's next token; a fault there ends that request alone."""
@@ -266,6 +305,8 @@ class Loop:
         task.sampler.close()
         task.slot.task = None
         task.slot.last_used = time.monotonic()
+        if self.spec is not None:
+            self.spec.forget(task.slot.seq)
         job.finished += 1
         self._maybe_finish(job, events)
 
@@ -315,5 +356,7 @@ class Loop:
             if s.task is not None:
                 s.task.sampler.close()
                 s.task = None
+        if self.spec is not None:
+            self.spec.close()
         events = [(job.out, None) for job in self.jobs.clear()]
         flush(events)

@@ -57,6 +57,10 @@ Design:
   share the call. So the first token's logits are the same cold, warm or restored from the
   prompt cache: same request + same seed = same text, first call or tenth. And a short cold
   prompt costs one decode call, not a prefill plus a one-token step.
+- Speculative decoding (engine.spec, `--spec`, on by default as `auto`): drafts from look-ups
+  in a slot's own context or from a draft model, verified in the step's one batch by the
+  target's own sampler, row by row; the same request and seed give the same text with it on or
+  off.
 - The memory planner (engine.fit) chooses context and slots together: KV = slots x context.
 - `kv_unified` (`serve --kv-unified`, off by default) puts the same cells in one pool shared by
   the slots, as llama.cpp's server does by default; a request may still use `n_ctx` of them. On a
@@ -83,9 +87,10 @@ from localgw.engine.model import FLASH_ATTN_NAMES, Model, gpu_offload_supported,
 from localgw.engine.prompt_cache import PromptCache
 from localgw.engine.reuse import Rates
 from localgw.engine.slots import Slots
+from localgw.engine.spec import MODES as SPEC_MODES, NgramDrafter, Speculation
 from localgw.engine.threads import default_threads
 from localgw.engine.types import JobFailed, LoadOptions, SamplingParams
-from localgw.errors import ContextLengthExceeded, InvalidRequest, ModelFailed
+from localgw.errors import ContextLengthExceeded, InvalidRequest, ModelFailed, ModelLoadError
 
 __all__ = ["LlamaRunner", "default_cache_ram", "gpu_offload_supported", "system_info"]
 
@@ -125,8 +130,13 @@ class LlamaRunner:
         # prompt tokens per step when no slot streams: one ubatch on the CPU, where one takes
         # about a second (a client that leaves is noticed between steps); the whole batch on a GPU
         prefill_step = self.n_batch if self.n_gpu_layers != 0 else self.model.n_ubatch
+        try:
+            self.spec = self._speculation(options)
+        except BaseException:
+            self.model.close()
+            raise
         self.loop = Loop(model_id, self.model, self.slots, self.jobs, n_batch=self.n_batch,
-                         n_parallel=self.n_parallel, prefill_step=prefill_step)
+                         n_parallel=self.n_parallel, prefill_step=prefill_step, spec=self.spec)
         self.loop.start()
         log.info("loaded %s (ctx %d x %d slots%s, threads %d/%d, gpu layers %d, flash "
                  "attention %s) in %.2fs", model_id, self.n_ctx, self.n_parallel,
@@ -134,10 +144,35 @@ class LlamaRunner:
                  self.n_threads_batch, self.n_gpu_layers, FLASH_ATTN_NAMES[self.model.flash_attn],
                  self.load_seconds)
 
+    def _speculation(self, options: LoadOptions) -> Speculation | None:
+        """The drafter `--spec` asks for (engine.spec): none with `off`; the draft model with
+        `draft`, and with `auto` when one is given and fits this model; else look-ups."""
+        if options.spec not in SPEC_MODES:
+            raise ModelLoadError(f"--spec {options.spec}: use one of {', '.join(SPEC_MODES)}")
+        if options.spec == "off":
+            return None
+        if options.spec == "draft" and not options.draft_path:
+            raise ModelLoadError("--spec draft needs a draft model (--draft-model ID_OR_PATH)")
+        if options.draft_path and options.spec in ("auto", "draft"):
+            from localgw.engine.draft_model import DraftModel  # its own weights: only when asked
+            try:
+                drafter = DraftModel(options.draft_path, self.model, n_parallel=self.n_parallel,
+                                     n_ctx=self.n_ctx, n_threads=self.n_threads,
+                                     n_threads_batch=self.n_threads_batch,
+                                     n_gpu_layers=self.n_gpu_layers)
+                return Speculation(options.spec, drafter, options.spec_max, "draft")
+            except ModelLoadError as exc:
+                if options.spec == "draft":
+                    raise
+                log.warning("%s: speculating with look-ups instead of the draft model: %s",
+                            self.model_id, exc)
+        return Speculation(options.spec, NgramDrafter(), options.spec_max)
+
     # ---- facts the chat layer and the server need ----------------------------------------------
     @property
     def memory_bytes(self) -> int:
-        return self.model.memory_bytes
+        drafter = self.spec.drafter if self.spec is not None else None
+        return self.model.memory_bytes + getattr(drafter, "memory_bytes", 0)
 
     @property
     def metadata(self) -> dict[str, str]:
@@ -198,6 +233,13 @@ class LlamaRunner:
 
     def describe_slots(self) -> list[dict]:
         return self.slots.describe()
+
+    @property
+    def speculative(self) -> dict:
+        """Speculative decoding's mode and counts (engine.spec), for /health and /metrics."""
+        if self.spec is None:
+            return {"mode": "off", "drafter": None, "max": 0, "drafted": 0, "accepted": 0}
+        return self.spec.describe()
 
     # ---- work ----------------------------------------------------------------------------------
     def submit(self, tokens: list[int], params: SamplingParams, n: int = 1,

@@ -44,6 +44,9 @@ class LoadOptions:
     kv_unified: bool = False          # True: the slots' cells in one shared pool (runner docstring)
     flash_attn: bool | None = None    # None: llama.cpp decides per device (auto)
     max_queue: int = defaults.MAX_QUEUE  # waiting requests before 429 queue_full
+    spec: str = defaults.SPEC         # speculative decoding: auto | off | ngram | draft (engine.spec)
+    spec_max: int = defaults.SPEC_MAX  # most tokens a task drafts in one step
+    draft_path: str | None = None     # the draft model's GGUF (the manager resolves an id to it)
 
 
 @dataclass
@@ -112,6 +115,8 @@ class Runner(Protocol):
     def queued(self) -> int: ...
     @property
     def prompt_tokens_evaluated(self) -> int: ...
+    @property
+    def speculative(self) -> dict: ...  # {mode, drafted, accepted, ...} for /health and /metrics
     @property
     def memory_bytes(self) -> int: ...
     @property

@@ -6,6 +6,7 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.core import CounterMetricFamily
 
 ROUTES = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics",
           "/v1/messages", "/v1/messages/count_tokens", "/v1/responses"}
@@ -61,9 +62,24 @@ class Metrics:
         }
         for name, (doc, fn) in gauges.items():
             Gauge(name, doc, registry=registry).set_function(total(fn))
+        registry.register(SpecCounters(manager))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class SpecCounters:
+    """Speculative decoding's draft tokens, verified and kept, summed over the loaded models."""
+
+    def __init__(self, manager):
+        self.manager = manager
+
+    def collect(self):
+        runners = [e.runner.speculative for e in list(self.manager.loaded.values())]
+        for key, doc in (("drafted", "Draft tokens verified by speculative decoding"),
+                         ("accepted", "Draft tokens kept by speculative decoding")):
+            yield CounterMetricFamily(f"localgw_spec_{key}_tokens", doc,
+                                      value=sum(r[key] for r in runners))
 
 
 class UpstreamMetrics:
