@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -59,7 +60,8 @@ def start_localgw(path: str, port: int, extra: list[str]) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True,
                             env=dict(os.environ, HF_HUB_OFFLINE="1"))
     for line in proc.stdout:
-        if "localgw listening on" in line:
+        if "localgw listening on" in line:  # then its log is drained, so it never blocks on it
+            threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
             return proc
     raise SystemExit("localgw did not start")
 
