@@ -25,6 +25,7 @@ class CatalogEntry:
     sampling: dict = field(default_factory=dict, hash=False, compare=False)
     # for hybrid thinking models, when the request turns thinking off (enable_thinking: false)
     sampling_no_thinking: dict | None = field(default=None, hash=False, compare=False)
+    kind: str = "chat"  # "chat", "embedding" (/v1/embeddings) or "reranker" (/v1/rerank)
 
 
 def _bart(name: str, new_style: str | None = None) -> tuple[str, ...]:
@@ -76,6 +77,22 @@ CATALOG: list[CatalogEntry] = [
     CatalogEntry("HuggingFaceTB/SmolLM2-135M-Instruct",
                  ("HuggingFaceTB/SmolLM2-135M-Instruct-GGUF", "bartowski/SmolLM2-135M-Instruct-GGUF"),
                  0.1, "chatml", "Apache-2.0; the embedded default", SMOLLM2),
+    # Embedding models and rerankers (README, "Embeddings and reranking"): no chat, no sampling.
+    CatalogEntry("nomic-ai/nomic-embed-text-v1.5", ("nomic-ai/nomic-embed-text-v1.5-GGUF",),
+                 0.1, "nomic-bert", "Apache-2.0; 768 dims (Matryoshka: dimensions 64-768); prefix "
+                 "inputs with 'search_query: ' or 'search_document: '", kind="embedding"),
+    CatalogEntry("BAAI/bge-m3", ("gpustack/bge-m3-GGUF", "lm-kit/bge-m3-gguf"), 0.4, "bert",
+                 "MIT; 1024 dims, 8192-token inputs, multilingual; no prefixes", kind="embedding"),
+    CatalogEntry("Qwen/Qwen3-Embedding-0.6B", ("Qwen/Qwen3-Embedding-0.6B-GGUF",), 0.6, "qwen3",
+                 "Apache-2.0; 1024 dims (Matryoshka: 32-1024), last-token pooling; official repo "
+                 "ships Q8_0 and f16; prefix queries with 'Instruct: <task>\\nQuery:'",
+                 kind="embedding"),
+    CatalogEntry("BAAI/bge-reranker-v2-m3", ("gpustack/bge-reranker-v2-m3-GGUF",), 0.4, "bert",
+                 "Apache-2.0; reranker, multilingual; scores are raw logits", kind="reranker"),
+    CatalogEntry("Qwen/Qwen3-Reranker-0.6B", ("ggml-org/Qwen3-Reranker-0.6B-Q8_0-GGUF",), 0.6,
+                 "qwen3", "Apache-2.0; reranker (scores are P(yes)); use a GGUF converted with "
+                 "its classification head (community ones without it score garbage)",
+                 kind="reranker"),
 ]
 
 _BY_ID = {e.id.lower(): e for e in CATALOG}

@@ -65,8 +65,11 @@ def show(model_id: str = typer.Argument(..., metavar="ID"),
     from localgw.chat.defaults import defaults_for_manifest
 
     sampling = defaults_for_manifest(manifest)
+    from localgw.protocols.embeddings import model_does
+
+    does = model_does(manifest.path)
     data = manifest.model_dump() | {"gguf": info.summary(), "default_sampling": sampling.values,
-                                    "default_sampling_sources": sampling.sources}
+                                    "default_sampling_sources": sampling.sources, "does": does}
     if json_:
         print_json(data)
         return
@@ -75,7 +78,7 @@ def show(model_id: str = typer.Argument(..., metavar="ID"),
             ("quantization", str(info.quantization)), ("licence", str(info.license or "-")),
             ("template", manifest.template_family), ("tools", "yes" if manifest.supports_tools else "no"),
             ("reasoning", "yes" if manifest.supports_reasoning else "no"),
-            ("size", human_size(manifest.size))]
+            ("does", ", ".join(does)), ("size", human_size(manifest.size))]
     rows += [("repo", f"{manifest.repo}@{manifest.commit}")] if manifest.repo else []
     rows += [("sampling defaults", ", ".join(f"{k} {v:g} ({sampling.sources[k]})"
                                              for k, v in sampling.values.items()))]

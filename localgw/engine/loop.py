@@ -34,6 +34,7 @@ import llama_cpp
 
 from localgw.engine.batch import Batch
 from localgw.engine.decoding import LogitRows, Task
+from localgw.engine.embed import EmbedWork
 from localgw.engine.generation import flush
 from localgw.engine.jobs import Job, JobQueue
 from localgw.engine.model import Model
@@ -86,6 +87,7 @@ class Loop:
         self._rows = LogitRows(self._ctx, model.n_vocab)
         self.prompt_tokens_evaluated = 0  # prompt tokens decoded (not reused), for metrics/tests
         self._thread = threading.Thread(target=self._run, name=f"llama:{model_id}", daemon=True)
+        self.embeds: EmbedWork | None = None  # embedding jobs, run between steps (the runner's)
 
     def start(self) -> None:
         self._thread.start()
@@ -98,12 +100,18 @@ class Loop:
         jobs, slots = self.jobs, self.slots.slots
         try:
             while not jobs.closed:
-                if not jobs.waiting and all(s.task is None for s in slots):
+                embeds = self.embeds
+                if (not jobs.waiting and all(s.task is None for s in slots)
+                        and not (embeds and embeds.busy)):
                     if not jobs.wait():  # idle: sleep until there is work
                         break
                 jobs.take()
+                if embeds is not None:  # engine.embed: one bounded embedding decode a turn
+                    embeds.take(jobs.waiting)
                 self.admit(events)
                 self.step(events)
+                if embeds is not None and embeds.busy:
+                    embeds.step(events, streaming=any(s.task is not None for s in slots))
                 if events:
                     flush(events)
         except Exception as exc:  # noqa: BLE001 - tell every caller rather than hang them

@@ -79,6 +79,7 @@ import asyncio
 import logging
 import random
 
+from localgw.engine import embed
 from localgw.engine.generation import Generation
 from localgw.engine.jobs import Job, JobQueue
 from localgw.engine.loop import Loop
@@ -137,6 +138,11 @@ class LlamaRunner:
             raise
         self.loop = Loop(model_id, self.model, self.slots, self.jobs, n_batch=self.n_batch,
                          n_parallel=self.n_parallel, prefill_step=prefill_step, spec=self.spec)
+        self.embedding = embed.embedding_info(self.model)  # embeddings run on the same loop
+        self.loop.embeds = embed.EmbedWork(model_id, self.model, self.embedding, self.jobs,
+                                           n_threads=self.n_threads,
+                                           n_threads_batch=self.n_threads_batch,
+                                           flash_attn=self.model.flash_attn)
         self.loop.start()
         log.info("loaded %s (ctx %d x %d slots%s, threads %d/%d, gpu layers %d, flash "
                  "attention %s) in %.2fs", model_id, self.n_ctx, self.n_parallel,
@@ -219,7 +225,7 @@ class LlamaRunner:
 
     @property
     def busy(self) -> bool:
-        return self.jobs.queued > 0 or self.slots.any_busy
+        return self.jobs.queued > 0 or self.slots.any_busy or self.loop.embeds.busy
 
     @property
     def broken(self) -> ModelFailed | None:
@@ -249,6 +255,11 @@ class LlamaRunner:
         `preserve` names control tokens (`[TOOL_CALLS]`, `<think>`…) whose text the output
         parsers need; other control tokens stay invisible.
         """
+        if not self.embedding.generates:
+            raise InvalidRequest(f"{self.model_id} is an embedding model (encoder only): it "
+                                 "cannot generate text; use it with /v1/embeddings"
+                                 + (" or /v1/rerank" if self.embedding.reranks else ""),
+                                 param="model")
         if not tokens:
             raise InvalidRequest("the prompt is empty", param="prompt")
         self.check_prompt(tokens)
@@ -271,6 +282,24 @@ class LlamaRunner:
             job.out._send(JobFailed(error))
             job.out.cancel()
 
+    # ---- embeddings and reranking (engine.embed) --------------------------------------------------
+    def embedding_tokens(self, text: str) -> list[int]:
+        return embed.embedding_tokens(self.model, text)
+
+    def rerank_tokens(self, query: str, document: str) -> list[int]:
+        return embed.rerank_tokens(self.model, query, document)
+
+    def embed(self, inputs: list[list[int]]) -> Generation:
+        """Queue the pooled rows of `inputs` (token lists, checked here); one `Embedded` event
+        comes back on the calling event loop."""
+        if not inputs:
+            raise InvalidRequest("input is empty; send at least one item", param="input")
+        embed.check_inputs(inputs, self.embedding, self.n_vocab)
+        self.jobs.reserve()
+        out = Generation(asyncio.get_running_loop())
+        self.jobs.put(embed.EmbedJob([list(t) for t in inputs], out))
+        return out
+
     def close(self) -> None:
         """Cancel queued and running work, stop the loop, free the context and the model."""
         jobs = self.jobs.close()
@@ -282,6 +311,7 @@ class LlamaRunner:
         self.loop.join(timeout=30)
         self.cache.clear()
         self.loop.batch.close()
+        self.loop.embeds.close()
         self.model.close()
         release_freed_memory()
         log.info("unloaded %s", self.model_id)

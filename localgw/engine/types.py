@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from localgw import defaults
 
@@ -95,6 +95,33 @@ class JobFailed:
 Event = PromptDone | TokenText | ChoiceDone | JobFailed
 
 
+# GGUF architectures llama.cpp runs as encoders (no causal decoder): embeddings and reranking only
+ENCODER_ARCHITECTURES = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "neo-bert",
+                                   "jina-bert-v2", "jina-bert-v3", "modern-bert", "t5encoder"})
+
+
+@dataclass(frozen=True)
+class EmbeddingInfo:
+    """What a model embeds (engine.embed): its pooling (`mean`, `cls`, `last`, `rank`), the length
+    of one pooled row (a vector, or a reranker's scores), the longest input in tokens, whether
+    it has a decoder (chat works) and whether it is a reranker."""
+
+    pooling: str
+    dimensions: int
+    max_tokens: int
+    generates: bool
+    reranks: bool
+
+
+@dataclass
+class Embedded:
+    """An embedding job's result: one row per input, in order (L2-normalised vectors, or a
+    reranker's raw scores), and the tokens they took."""
+
+    rows: Any  # numpy float32 array, inputs x dimensions
+    prompt_tokens: int
+
+
 class Runner(Protocol):
     """A loaded model, as the manager, the server's limits, metrics and routes use it
     (engine.runner.LlamaRunner; test fakes declare the parts they exercise)."""
@@ -135,4 +162,9 @@ class Runner(Protocol):
     def submit(self, tokens: list[int], params: SamplingParams, n: int = 1,
                preserve: tuple[str, ...] = ()) -> Generation: ...
     def abort_all(self, error: Exception) -> None: ...
+    # embeddings and reranking (engine.embed)
+    embedding: EmbeddingInfo
+    def embedding_tokens(self, text: str) -> list[int]: ...
+    def rerank_tokens(self, query: str, document: str) -> list[int]: ...
+    def embed(self, inputs: list[list[int]]) -> Generation: ...
     def close(self) -> None: ...

@@ -14,7 +14,7 @@ from starlette.routing import Route
 from localgw.errors import LocalgwError
 from localgw.manager import ModelManager
 from localgw.protocols.responses import ResponseStore
-from localgw.server import protocol_routes, routes
+from localgw.server import embed_routes, protocol_routes, routes
 from localgw.server.cancel import ClientGone
 from localgw.server.errors import handle_http_exception, handle_localgw_error
 from localgw.server.limits import PreparePool
@@ -62,6 +62,9 @@ def create_app(settings: ServerSettings, manager: ModelManager | None = None) ->
             Route("/v1/messages", protocol_routes.messages, methods=["POST"]),
             Route("/v1/messages/count_tokens", protocol_routes.count_tokens, methods=["POST"]),
             Route("/v1/responses", protocol_routes.create_response, methods=["POST"]),
+            Route("/v1/embeddings", embed_routes.embeddings, methods=["POST"]),
+            Route("/v1/rerank", embed_routes.rerank, methods=["POST"]),
+            Route("/rerank", embed_routes.rerank, methods=["POST"]),
             Route("/openapi.json", openapi_route),
         ],
         middleware=[
@@ -91,4 +94,5 @@ def create_app(settings: ServerSettings, manager: ModelManager | None = None) ->
     app.state.service = ChatService(manager, settings, app.state.prepare_pool, app.state.metrics,
                                     ModelRouter(app.state.upstreams, manager.knows,
                                                 recorder=app.state.metrics.upstreams))
+    app.state.embed_service = embed_routes.EmbedService(manager, app.state.prepare_pool)
     return app

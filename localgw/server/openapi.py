@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse
 
 from localgw.chat.requests import ChatRequest, CompletionRequest
 from localgw.protocols.anthropic import CountTokensRequest, MessagesRequest
+from localgw.protocols.embeddings import EmbeddingsRequest, RerankRequest
 from localgw.protocols.responses import ResponsesRequest
 
 # path → (summary, request model or None for "an object"); the POST routes of api.md.
@@ -30,6 +31,11 @@ REQUEST_BODIES: dict[str, tuple[str, type[BaseModel] | None]] = {
     "/v1/messages/count_tokens": ("Anthropic token count with the model's tokenizer and template",
                                   CountTokensRequest),
     "/v1/responses": ("OpenAI Responses API (JSON, or SSE with stream: true)", ResponsesRequest),
+    "/v1/embeddings": ("OpenAI embeddings: L2-normalised vectors of strings or token ids",
+                       EmbeddingsRequest),
+    "/v1/rerank": ("Rerank documents against a query with a reranker model (Jina/Cohere shape)",
+                   RerankRequest),
+    "/rerank": ("The same as /v1/rerank", RerankRequest),
 }
 
 # One typical body per POST route, shown in the document (and mutated by the fuzz test): each
@@ -78,6 +84,14 @@ EXAMPLES: dict[str, dict] = {
                    "parameters": _WEATHER}],
         "tool_choice": "required", "text": {"format": {"type": "text"}}, "store": False},
 }
+EXAMPLES["/v1/embeddings"] = {"model": "nomic-ai/nomic-embed-text-v1.5",
+                              "input": ["search_query: what is a GGUF file?",
+                                        "search_document: GGUF stores a model for llama.cpp."],
+                              "encoding_format": "float", "dimensions": 256}
+EXAMPLES["/v1/rerank"] = EXAMPLES["/rerank"] = {
+    "model": "BAAI/bge-reranker-v2-m3", "query": "What is the capital of France?",
+    "documents": ["Paris is the capital of France.", {"text": "Berlin is in Germany."}],
+    "top_n": 1, "return_documents": True}
 EXAMPLES["/v1/messages"] = {**EXAMPLES["/v1/messages/count_tokens"], "max_tokens": 64,
                             "temperature": 0.7, "stop_sequences": ["\n\n"]}
 

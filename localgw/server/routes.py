@@ -17,6 +17,7 @@ from localgw.chat.formats import chat_format
 from localgw.chat.pipeline import PreparedChat
 from localgw.chat.requests import ChatRequest, CompletionRequest, parse_body
 from localgw.chat.responses import collect_chat, collect_text
+from localgw.protocols.embeddings import model_kind
 from localgw.server.calls import ChatCall
 from localgw.server.cancel import ClientGone, Disconnect
 from localgw.server.forwarding import forward, place
@@ -31,7 +32,13 @@ SAMPLING_PARAMETERS = ["temperature", "top_p", "top_k", "min_p", "stop", "seed",
 
 
 def supported_features(manifest, template_override: str | None = None) -> list[str]:
-    """What the model's template supports, plus what every model gets from the grammar."""
+    """What the model's template supports, plus what every model gets from the grammar; and
+    embeddings (any model but a reranker) or rerank (a reranker GGUF). An encoder-only model
+    does embeddings (or reranking) alone."""
+    generates, reranks = model_kind(manifest.path)
+    embedding = ["rerank"] if reranks else ["embeddings"]
+    if not generates:
+        return embedding
     features = []
     if template_override is not None:
         fmt = chat_format(template_override)
@@ -41,7 +48,7 @@ def supported_features(manifest, template_override: str | None = None) -> list[s
     features += ["tools"] if tools else []
     features += ["json_mode", "structured_outputs"]
     features += ["reasoning"] if reasoning else []
-    return features + ["logprobs"]
+    return features + ["logprobs"] + embedding
 
 
 def model_object(manifest, loaded=None, template_override: str | None = None,
@@ -57,7 +64,8 @@ def model_object(manifest, loaded=None, template_override: str | None = None,
         "max_output_length": min(max_output, n_ctx) if max_output and n_ctx else n_ctx,
         "quantization": manifest.quantization,
         "hugging_face_id": manifest.hugging_face_id or (manifest.id if "/" in manifest.id else None),
-        "input_modalities": ["text"], "output_modalities": ["text"],
+        "input_modalities": ["text"],
+        "output_modalities": ["text"] if "logprobs" in features else ["embeddings"],
         "supported_sampling_parameters": SAMPLING_PARAMETERS,
         "supported_features": features,
         "default_sampling": default_sampling or {},

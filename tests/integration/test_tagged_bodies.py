@@ -73,5 +73,8 @@ def test_a_tag_of_the_wrong_type_is_a_400_in_the_routes_shape(http, path, at, va
 @pytest.mark.parametrize("path", sorted(EXAMPLES))
 def test_each_example_body_is_answered(http, path):
     resp = http.post(path, json=body_for(path))
+    if "rerank" in path:  # the server's one model is a chat model, not a reranker: a 400 saying so
+        assert resp.status_code == 400 and "not a reranker" in resp.text, resp.text
+        return
     assert resp.status_code == 200, resp.text
     assert isinstance(resp.json(), dict) and http.get("/health").status_code == 200
