@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import typer
 
-from localgw.cli.app import _spec
+from localgw.cli.serve_options import _spec
 from localgw.engine.types import LoadOptions
 from localgw.errors import StoreError
 from localgw.manager import ModelManager
