@@ -114,7 +114,8 @@ def test_a_fault_in_the_decode_loop_fails_its_requests_and_the_model_is_reloaded
         assert error["code"] == "model_failed" and "injected fault" in error["message"]
         assert wait_until(lambda: model_id not in manager.loaded or
                           manager.loaded[model_id].runner is not first_runner, 5)
-        assert first_runner.jobs.closed  # retired and freed, not left wedged
+        # retired and freed, not left wedged (closed on a worker thread once it left `loaded`)
+        assert wait_until(lambda: first_runner.jobs.closed, 10)
         # the next request loads the model afresh and is answered
         ok = http.post("/v1/chat/completions", json=_chat(model_id, max_tokens=4))
         assert ok.status_code == 200 and ok.json()["choices"][0]["finish_reason"] == "length"
