@@ -104,11 +104,13 @@ def trials(sides: dict[str, str], model_id: str, items: list[str], args) -> dict
     out = {}
     for name, rs in runs.items():
         out[name] = {"url": sides[name], "requests": rs[0]["requests"], "texts": len(items),
-                     "requests_per_s": statistics.median(r["requests_per_s"] for r in rs),
-                     "texts_per_s": statistics.median(r["texts_per_s"] for r in rs),
+                     "requests_per_s": round(statistics.median(r["requests_per_s"] for r in rs), 3),
+                     "texts_per_s": round(statistics.median(r["texts_per_s"] for r in rs), 2),
                      "trials_texts_per_s": [r["texts_per_s"] for r in rs]}
     if len(names) == 2:
         out["ratio"] = round(out[names[0]]["texts_per_s"] / out[names[1]]["texts_per_s"], 3)
+        out["requests_ratio"] = round(out[names[0]]["requests_per_s"]
+                                      / out[names[1]]["requests_per_s"], 3)
     return out
 
 
