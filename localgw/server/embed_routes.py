@@ -14,6 +14,7 @@ leaving ends the wait at once and cancels the job; the model is released either 
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Callable
 
@@ -151,6 +152,9 @@ async def _upstreams_answer(request: Request, path: str) -> tuple[bytes, Respons
     where, data = await place(request, body)
     if where is None or not where.upstream:
         return body, None
+    if "stream" in data:  # not a field of these bodies: the answer is one JSON body, never SSE
+        data = {k: v for k, v in data.items() if k != "stream"}
+        body = json.dumps(data).encode()
     return body, await forward(request, path, body, where, data)
 
 

@@ -56,10 +56,11 @@ def test_paths_and_model_ids_sent_to_the_upstream(gw, faults):
                                 ("/v1/rerank", "/v1/rerank"), ("/rerank", "/v1/rerank")):
         # the local model of that id wins; the fake's copy is asked for by its own name
         resp = gw.post(path, json={"model": f"faults/{MODEL_ID}", "input": "a", "query": "q",
-                                   "documents": ["d"]})
+                                   "documents": ["d"], "stream": True})  # no stream here
         assert resp.status_code == 200, resp.text
         sent = fake.last(MODEL_ID)
         assert sent["path"] == upstream_path and sent["body"]["input"] == "a"
+        assert "stream" not in sent["body"]
         assert resp.json()["id"] == "chatcmpl-fault"  # the fake's body, as it sent it
 
 
