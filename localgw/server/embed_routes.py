@@ -1,5 +1,9 @@
 """`/v1/embeddings` and `/v1/rerank` (also `/rerank`): parse, run on the model, render.
 
+A model that an upstream serves (and no local model of that id) is not run here: the body goes
+to the upstream's `embeddings` or `rerank` as the client sent it (`server.forwarding`, as for
+chat), and its answer, or its error mapped as chat's are, comes back.
+
 `EmbedService` (no HTTP types) does the work between: it takes the model from the manager
 (loading it if needed), checks what the request asks of it (a reranker for /v1/rerank, not for
 embeddings; `dimensions` within the vector's size), tokenizes the inputs in the preparation
@@ -10,17 +14,19 @@ leaving ends the wait at once and cancels the job; the model is released either 
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Callable
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from localgw.engine.types import Embedded, EmbeddingInfo, JobFailed
 from localgw.errors import ContextLengthExceeded, InvalidRequest, LocalgwError, ServiceUnavailable
 from localgw.protocols.embeddings import (EmbeddingsRequest, RerankRequest, render_embeddings,
                                           render_rerank)
 from localgw.server.cancel import Cancellation, Disconnect, run_until_cancelled
+from localgw.server.forwarding import forward, place
 from localgw.server.limits import check_stop, longest_token_chars
 from localgw.server.routes import parse_request
 
@@ -140,13 +146,31 @@ def _service(request: Request) -> EmbedService:
     return request.app.state.embed_service
 
 
-async def embeddings(request: Request) -> JSONResponse:
-    req: EmbeddingsRequest = await parse_request(request, EmbeddingsRequest)
+async def _upstreams_answer(request: Request, path: str) -> tuple[bytes, Response | None]:
+    """The body, and the upstream's answer to it when an upstream serves its model."""
+    body = await request.body()
+    where, data = await place(request, body)
+    if where is None or not where.upstream:
+        return body, None
+    if "stream" in data:  # not a field of these bodies: the answer is one JSON body, never SSE
+        data = {k: v for k, v in data.items() if k != "stream"}
+        body = json.dumps(data).encode()
+    return body, await forward(request, path, body, where, data)
+
+
+async def embeddings(request: Request) -> Response:
+    body, answer = await _upstreams_answer(request, "embeddings")
+    if answer is not None:
+        return answer
+    req: EmbeddingsRequest = await parse_request(request, EmbeddingsRequest, body)
     done = await _service(request).embed(req, Disconnect(request.receive))
     return JSONResponse(render_embeddings(req, done.rows, done.prompt_tokens))
 
 
-async def rerank(request: Request) -> JSONResponse:
-    req: RerankRequest = await parse_request(request, RerankRequest)
+async def rerank(request: Request) -> Response:
+    body, answer = await _upstreams_answer(request, "rerank")
+    if answer is not None:
+        return answer
+    req: RerankRequest = await parse_request(request, RerankRequest, body)
     scores, tokens = await _service(request).rerank(req, Disconnect(request.receive))
     return JSONResponse(render_rerank(req, scores, tokens))

@@ -9,7 +9,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.core import CounterMetricFamily
 
 ROUTES = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics",
-          "/v1/messages", "/v1/messages/count_tokens", "/v1/responses"}
+          "/v1/messages", "/v1/messages/count_tokens", "/v1/responses", "/v1/embeddings",
+          "/v1/rerank", "/rerank"}
 
 
 class Metrics:

@@ -122,6 +122,19 @@ def test_a_hundred_inputs_in_one_request_match_each_alone(web, model):
     assert np.array_equal(batch, again)  # same request, same vectors
 
 
+def test_langchain_openai_embeddings_unchanged(emb_server, web):
+    """LangChain's OpenAIEmbeddings as its docs set it up for servers other than OpenAI's
+    (`check_embedding_ctx_length=False`: send text, not tiktoken's token ids)."""
+    from langchain_openai import OpenAIEmbeddings
+
+    lc = OpenAIEmbeddings(model=MODEL_ID, base_url=emb_server.url + "/v1", api_key="unused",
+                          check_embedding_ctx_length=False, max_retries=0)
+    docs = np.array(lc.embed_documents(TEXTS[:3]), dtype=np.float32)
+    assert np.array_equal(docs, vectors(web, MODEL_ID, TEXTS[:3]))  # base64, decoded by the SDK
+    query = np.array(lc.embed_query(TEXTS[0]), dtype=np.float32)
+    assert query.shape == (576,) and np.abs(query - docs[0]).max() < 1e-5
+
+
 # ---- llama.cpp's own embeddings API on the same file --------------------------------------------
 @pytest.mark.parametrize("which", ["bert", "smollm2"])
 def test_vectors_match_llama_cpp_python(web, files, which):

@@ -67,6 +67,18 @@ async def test_metrics_are_prometheus_text(gateway):
     assert re.search(r"^localgw_loaded_models 1\.0$", text, re.M)
 
 
+async def test_metrics_count_the_embedding_routes_by_name(gateway):
+    client, _ = gateway()
+    assert (await client.post("/v1/embeddings", json={"model": "nope", "input": "a"})).status_code == 404
+    for path in ("/v1/rerank", "/rerank"):
+        assert (await client.post(path, json={"model": "nope", "query": "q"})).status_code == 400
+    text = (await client.get("/metrics")).text
+    assert 'localgw_requests_total{route="/v1/embeddings",status="404"} 1.0' in text
+    assert 'localgw_requests_total{route="/v1/rerank",status="400"} 1.0' in text
+    assert 'localgw_requests_total{route="/rerank",status="400"} 1.0' in text
+    assert 'route="other"' not in text
+
+
 async def test_cors_allows_localhost_origins_only(gateway):
     client, _ = gateway()
     pre = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
