@@ -1,13 +1,19 @@
-"""Fuzzing driven by /openapi.json against the real server and model: for every POST route, bodies
-drawn from its request schema (valid ones), its example bodies, either of those with one value
-anywhere in them replaced by any JSON value (a block's `type` as an object, a role as a number…),
-and plain JSON values.
+"""Fuzzing driven by /openapi.json: for every POST route, bodies drawn from its request schema
+(valid ones), its example bodies, either of those with one value anywhere in them replaced by any
+JSON value (a block's `type` as an object, a role as a number…), and plain JSON values.
 
 Every answer must be: no 5xx, under 30 s, a 4xx in the route's error shape (OpenAI's
 `{"error": {"message", "type", ...}}`; Anthropic's `{"type": "error", "error": {...}}` under
 /v1/messages), a stream that ends the way its format ends; and the server healthy and idle after
-each route. LOCALGW_FUZZ_CASES sets the cases per route (more for a hunt), LOCALGW_FUZZ_SEED
-draws other cases than the fixed ones the suite runs.
+each route.
+
+The HTTP and error layer is the point, so the chat routes run their full CASES in-process over the
+fake engine (tests/unit/test_fuzz_fake.py, grammars parsed by llama.cpp on the real vocabulary);
+here, against the real server and model, each route runs REAL_CASES of them, for what only a real
+engine can get wrong (its tokenizer, its decode of odd prompts), and the embedding routes, which
+the fake engine does not serve, their full CASES. LOCALGW_FUZZ_CASES sets the cases per route on
+either engine (more for a hunt), LOCALGW_FUZZ_SEED draws other cases than the fixed ones the suite
+runs.
 """
 
 from __future__ import annotations
@@ -30,6 +36,9 @@ from tests.integration.conftest import MODEL_ID
 pytestmark = pytest.mark.integration
 
 CASES = int(os.environ.get("LOCALGW_FUZZ_CASES", "40"))  # per route
+REAL_CASES = int(os.environ.get("LOCALGW_FUZZ_CASES", "10"))  # per chat route, on the real model
+CHAT_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/messages",
+               "/v1/messages/count_tokens", "/v1/responses")  # the fake engine serves these
 SEED = os.environ.get("LOCALGW_FUZZ_SEED")
 ARRAY_CAP = 3  # drawn arrays stay short: drawing a body costs more than the server's answer
 MAX_TOKENS = 4  # the hook's cap: enough to decode, small enough for many cases a minute
@@ -171,9 +180,11 @@ def check_answer(path: str, body, resp: httpx.Response, took: float) -> None:
         assert isinstance(resp.json(), dict), where
 
 
-@pytest.mark.parametrize("path", sorted(REQUEST_BODIES))
-def test_fuzz_a_post_route_from_the_openapi_document(server, http, path):
-    ops = operations(http.get("/openapi.json").json())
+def fuzz_route(url: str, path: str, cases: int) -> None:
+    """`cases` drawn bodies POSTed to `path` of the server at `url`, each answer checked; then the
+    server must be healthy and idle."""
+    with httpx.Client(base_url=url, timeout=60) as http:
+        ops = operations(http.get("/openapi.json").json())
     assert set(ops) == set(REQUEST_BODIES)  # every POST route is described, so fuzzed here
     schema, examples = ops[path]
     assert examples, f"{path} shows no example body"
@@ -181,7 +192,7 @@ def test_fuzz_a_post_route_from_the_openapi_document(server, http, path):
     # drawn bodies are seldom whole conversations; the examples are, so they are varied too
     typical = st.sampled_from(examples)
 
-    @settings(max_examples=CASES, deadline=None, derandomize=SEED is None, database=None,
+    @settings(max_examples=cases, deadline=None, derandomize=SEED is None, database=None,
               suppress_health_check=list(HealthCheck))
     @given(data=st.data())
     def case(data):
@@ -189,11 +200,17 @@ def test_fuzz_a_post_route_from_the_openapi_document(server, http, path):
                          label="body")
         body = hook(path, body, data)
         start = time.perf_counter()
-        with httpx.Client(base_url=server.url, timeout=60) as c:
+        with httpx.Client(base_url=url, timeout=60) as c:
             resp = c.post(path, content=encoded(body), headers={"content-type": "application/json"})
         check_answer(path, body, resp, time.perf_counter() - start)
 
     (seed(int(SEED))(case) if SEED is not None else case)()
-    assert http.get("/health").status_code == 200
-    assert wait_until(lambda: all(m["active_requests"] == 0 and not m["busy"]
-                                  for m in http.get("/health").json()["models"]), timeout=30)
+    with httpx.Client(base_url=url, timeout=60) as http:
+        assert http.get("/health").status_code == 200
+        assert wait_until(lambda: all(m["active_requests"] == 0 and not m["busy"]
+                                      for m in http.get("/health").json()["models"]), timeout=30)
+
+
+@pytest.mark.parametrize("path", sorted(REQUEST_BODIES))
+def test_fuzz_a_post_route_from_the_openapi_document(server, path):
+    fuzz_route(server.url, path, REAL_CASES if path in CHAT_ROUTES else CASES)
