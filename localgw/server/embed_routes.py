@@ -14,7 +14,6 @@ leaving ends the wait at once and cancels the job; the model is released either 
 
 from __future__ import annotations
 
-import json
 import threading
 from typing import Callable
 
@@ -26,7 +25,7 @@ from localgw.errors import ContextLengthExceeded, InvalidRequest, LocalgwError, 
 from localgw.protocols.embeddings import (EmbeddingsRequest, RerankRequest, render_embeddings,
                                           render_rerank)
 from localgw.server.cancel import Cancellation, Disconnect, run_until_cancelled
-from localgw.server.forwarding import forward, place
+from localgw.server.forwarding import upstream_answer
 from localgw.server.limits import check_stop, longest_token_chars
 from localgw.server.routes import parse_request
 
@@ -146,20 +145,12 @@ def _service(request: Request) -> EmbedService:
     return request.app.state.embed_service
 
 
-async def _upstreams_answer(request: Request, path: str) -> tuple[bytes, Response | None]:
-    """The body, and the upstream's answer to it when an upstream serves its model."""
-    body = await request.body()
-    where, data = await place(request, body)
-    if where is None or not where.upstream:
-        return body, None
-    if "stream" in data:  # not a field of these bodies: the answer is one JSON body, never SSE
-        data = {k: v for k, v in data.items() if k != "stream"}
-        body = json.dumps(data).encode()
-    return body, await forward(request, path, body, where, data)
+# not a field of these bodies: the answer is one JSON body, never SSE
+_NOT_FORWARDED = ("stream",)
 
 
 async def embeddings(request: Request) -> Response:
-    body, answer = await _upstreams_answer(request, "embeddings")
+    body, _, answer = await upstream_answer(request, "embeddings", _NOT_FORWARDED)
     if answer is not None:
         return answer
     req: EmbeddingsRequest = await parse_request(request, EmbeddingsRequest, body)
@@ -168,7 +159,7 @@ async def embeddings(request: Request) -> Response:
 
 
 async def rerank(request: Request) -> Response:
-    body, answer = await _upstreams_answer(request, "rerank")
+    body, _, answer = await upstream_answer(request, "rerank", _NOT_FORWARDED)
     if answer is not None:
         return answer
     req: RerankRequest = await parse_request(request, RerankRequest, body)

@@ -1,7 +1,9 @@
-"""Chat and text completions for upstream models, forwarded as the client sent them.
+"""OpenAI bodies for upstream models (chat and text completions, embeddings, rerank), forwarded as
+the client sent them.
 
-Only `model` is rewritten, when the upstream knows the model by another id; streams are passed
-on event by event. Where the model lives is `server.router.ModelRouter`'s answer, asked once per
+Only `model` is rewritten, when the upstream knows the model by another id (and fields that the
+path does not take, such as `stream` for embeddings, are dropped); streams are passed on event
+by event. Where the model lives is `server.router.ModelRouter`'s answer, asked once per
 request (`place`); other front doors (Anthropic, Responses) reach upstream models through
 `ChatService.start`. A client that leaves closes the upstream connection at once.
 """
@@ -20,8 +22,22 @@ from localgw.server.streaming import EventStreamResponse, run_until_disconnect
 CLIENT_CLOSED = 499
 
 
+async def upstream_answer(request: Request, path: str, drop: tuple[str, ...] = ()
+                          ) -> tuple[bytes, Where | None, Response | None]:
+    """The request's body, where its model lives, and the upstream's answer when an upstream
+    serves it (None when the route runs the request here). A route's one way to an upstream."""
+    body = await request.body()
+    where, data = await place(request, body)
+    if where is None or not where.upstream:
+        return body, where, None
+    if any(name in data for name in drop):
+        data = {k: v for k, v in data.items() if k not in drop}
+        body = json.dumps(data).encode()
+    return body, where, await forward(request, path, body, where, data)
+
+
 async def place(request: Request, body: bytes) -> tuple[Where | None, dict | None]:
-    """Where a chat/text completion's model lives, read from its body's `model` alone (the
+    """Where a request's model lives, read from its body's `model` alone (the
     body is forwarded unvalidated: the upstream may accept more than localgw does), and the
     body as JSON. (None, None) when there are no upstreams, or the body is not a JSON object
     with a model (the local way explains what is wrong with it)."""

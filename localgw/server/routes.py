@@ -20,7 +20,7 @@ from localgw.chat.responses import collect_chat, collect_text
 from localgw.protocols.embeddings import model_kind
 from localgw.server.calls import ChatCall
 from localgw.server.cancel import ClientGone, Disconnect
-from localgw.server.forwarding import forward, place
+from localgw.server.forwarding import upstream_answer
 from localgw.server.limits import SMALL_BODY
 from localgw.server.router import Where
 from localgw.server.service import ChatService
@@ -175,10 +175,9 @@ async def _gather(chunks: AsyncIterator[dict]) -> list[dict]:
 
 
 async def chat_completions(request: Request) -> Response:
-    body = await request.body()
-    where, data = await place(request, body)
-    if where is not None and where.upstream:
-        return await forward(request, "chat/completions", body, where, data)
+    body, where, answer = await upstream_answer(request, "chat/completions")
+    if answer is not None:
+        return answer
     req: ChatRequest = await parse_request(request, ChatRequest, body)
     call = await start_chat(request, req, where)
     return await respond(request, chunks=call.chunks, close=call.close, stream=req.stream,
@@ -187,10 +186,9 @@ async def chat_completions(request: Request) -> Response:
 
 
 async def completions(request: Request) -> Response:
-    body = await request.body()
-    where, data = await place(request, body)
-    if where is not None and where.upstream:
-        return await forward(request, "completions", body, where, data)
+    body, _, answer = await upstream_answer(request, "completions")
+    if answer is not None:
+        return answer
     req: CompletionRequest = await parse_request(request, CompletionRequest, body)
     call = await _service(request).complete(req, _cancel(request))
     return await respond(request, chunks=call.chunks, close=call.close, stream=req.stream,
