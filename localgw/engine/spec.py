@@ -1,23 +1,30 @@
 """Speculative decoding: draft tokens cheaply, let the target model verify them in the step's batch.
 
-Why it is exact. A generating task's step decodes its pending token and samples the next one
-from that row. Speculating, the task adds `[pending] + draft` to the step's one batch, with
-logits on every row; row j then holds what decoding the context up to draft[j-1] would give.
-On llama.cpp's CPU backend a row comes out bit-identical whether its token is decoded alone,
-as row k of a batch of its sequence, or beside another sequence's rows, as long as a task
-verifies at most MAX_ROWS rows (flash attention tiles at 64; engine.loop.prompt_piece) and its
-KV view is under 512 cells (a context of at most 256 tokens: llama.cpp pads the view to 256).
-From 512 cells on, the CPU's flash attention computes a lone token's row by splitting the cells
-among the threads and merging the parts, which rounds differently from the rows of a batch: a
+What is exact, and what rests on llama.cpp. A generating task's step decodes its pending token
+and samples the next one from that row. Speculating, the task adds `[pending] + draft` to the
+step's one batch, with logits on every row; row j then holds what decoding the context up to
+draft[j-1] gives. The task's own sampler samples row 0, and while the token it sampled equals
+the next draft token and the choice goes on (no end of generation, stop string or budget), it
+samples the next row (decoding.Task.verify). Each row is sampled exactly as it would be token by
+token: same chain state (grammar, penalties, the seeded random numbers consumed once per token),
+and a row is only sampled when every token before it is the one sampling chose. So every token
+is the sampler's choice from the model's logits, and a request served alone repeats its text
+with the same seed and mode: what a task drafts depends on its own context and its own pacing
+state (`_Pace`, per task), never on what the server did before. Pacing must stay per task for
+that reason.
+Whether the text is also the same as without speculation depends on the logits being the same
+bits for a row decoded alone and in a batch, which is llama.cpp's choice of kernels. On its CPU
+backend that holds for weight types it multiplies row by row (vec_dot: Q4_1, the embedded
+model) while a task verifies at most MAX_ROWS rows (flash attention tiles at 64; engine.loop.prompt_piece) and its KV view is under 512 cells
+(a context of at most 256 tokens: llama.cpp pads the view to 256). From 512 cells on, the CPU's
+flash attention computes a lone token's row by splitting the cells among the threads and
+merging the parts, which rounds differently from the rows of a batch; types that llama.cpp
+multiplies in tiles when a batch has 2 rows or more (llamafile's sgemm: Q4_0, Q8_0, F16; the
+repacked types) and GPU kernels that choose by batch size round differently at any length. A
 verified row then differs from the lone token's in its last bits, as rows of streams decoded
 together do (engine.runner), and a long output can leave its text without speculation at a
-near tie. The task's own sampler then samples row 0, and while the token it sampled equals the next draft
-token and the choice goes on (no end of generation, stop string or budget), it samples the
-next row (decoding.Task.verify). Each row is sampled exactly as it would be token by token:
-same logits, same chain state (grammar, penalties, the seeded random numbers consumed once per
-token), and a row is only sampled when every token before it is the one sampling chose. So the
-same request and seed give the same text, token ids and logprobs with speculation on or off
-(within the bounds above).
+near tie. Requiring bit-equality everywhere would mean verifying nothing past 256 tokens on the
+one backend where it holds: the gain is where the contexts are long.
 The first disagreement ends the run: its sampled token becomes the new pending one, and the
 cells of the rejected draft tokens leave the KV cache (`llama_memory_seq_rm` from the slot's
 new length), so the slot's `tokens` and its cells agree as if no draft had been made.
