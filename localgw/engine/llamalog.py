@@ -17,6 +17,9 @@ log = logging.getLogger("llama.cpp")
 _BUFFER = re.compile(r"(\S+)\s+(model|KV|compute|output|RS) buffer size =\s+([\d.]+) MiB")
 # ggml_log_level: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5 (continues the last line)
 _LEVELS = {3: logging.WARNING, 4: logging.ERROR}
+# Warnings about what localgw asks on purpose, logged at DEBUG: an embedding context of a chat
+# model sets mean pooling where the GGUF declares none (engine.embed).
+_CHOSEN = re.compile(r"model default pooling_type is \[-1\], but \[\d\] was specified")
 _local = threading.local()
 
 
@@ -31,7 +34,7 @@ def _callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
         key = f"{kind}:{device}"
         buffers[key] = buffers.get(key, 0) + int(float(m.group(3)) * 1024 * 1024)
     if level != 5:
-        _local.level = _LEVELS.get(level, logging.DEBUG)
+        _local.level = logging.DEBUG if _CHOSEN.search(message) else _LEVELS.get(level, logging.DEBUG)
     if message:
         log.log(getattr(_local, "level", logging.DEBUG), "%s", message)
 
