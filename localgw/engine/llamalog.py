@@ -34,7 +34,8 @@ def _callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
         key = f"{kind}:{device}"
         buffers[key] = buffers.get(key, 0) + int(float(m.group(3)) * 1024 * 1024)
     if level != 5:
-        _local.level = logging.DEBUG if _CHOSEN.search(message) else _LEVELS.get(level, logging.DEBUG)
+        chosen = level == 3 and _CHOSEN.search(message)
+        _local.level = logging.DEBUG if chosen else _LEVELS.get(level, logging.DEBUG)
     if message:
         log.log(getattr(_local, "level", logging.DEBUG), "%s", message)
 

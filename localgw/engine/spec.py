@@ -14,17 +14,18 @@ state (`_Pace`, per task), never on what the server did before. Pacing must stay
 that reason.
 Whether the text is also the same as without speculation depends on the logits being the same
 bits for a row decoded alone and in a batch, which is llama.cpp's choice of kernels. On its CPU
-backend that holds for weight types it multiplies row by row (vec_dot: Q4_1, the embedded
-model) while a task verifies at most MAX_ROWS rows (flash attention tiles at 64; engine.loop.prompt_piece) and its KV view is under 512 cells
-(a context of at most 256 tokens: llama.cpp pads the view to 256). From 512 cells on, the CPU's
-flash attention computes a lone token's row by splitting the cells among the threads and
-merging the parts, which rounds differently from the rows of a batch; types that llama.cpp
-multiplies in tiles when a batch has 2 rows or more (llamafile's sgemm: Q4_0, Q8_0, F16; the
-repacked types) and GPU kernels that choose by batch size round differently at any length. A
-verified row then differs from the lone token's in its last bits, as rows of streams decoded
-together do (engine.runner), and a long output can leave its text without speculation at a
-near tie. Requiring bit-equality everywhere would mean verifying nothing past 256 tokens on the
-one backend where it holds: the gain is where the contexts are long.
+backend that holds for weight types it multiplies row by row (vec_dot: Q4_1, the embedded model)
+while a task verifies at most MAX_ROWS rows (flash attention tiles at 64;
+engine.loop.prompt_piece) and its KV view is under 512 cells (a context of at most 256 tokens:
+llama.cpp pads the view to 256). From 512 cells on, the CPU's flash attention computes a lone
+token's row by splitting the cells among the threads and merging the parts, which rounds
+differently from the rows of a batch; types that llama.cpp multiplies in tiles when a batch has
+2 rows or more (llamafile's sgemm: Q4_0, Q8_0, F16; the repacked types) and GPU kernels that
+choose by batch size round differently at any length. A verified row then differs from the lone
+token's in its last bits, as rows of streams decoded together do (engine.runner), and a long
+output can leave its text without speculation at a near tie. Requiring bit-equality everywhere
+would mean verifying nothing past 256 tokens on the one backend where it holds: the gain is
+where the contexts are long.
 The first disagreement ends the run: its sampled token becomes the new pending one, and the
 cells of the rejected draft tokens leave the KV cache (`llama_memory_seq_rm` from the slot's
 new length), so the slot's `tokens` and its cells agree as if no draft had been made.
