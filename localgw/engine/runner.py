@@ -60,7 +60,8 @@ Design:
 - Speculative decoding (engine.spec, `--spec`, on by default as `auto`): drafts from look-ups
   in a slot's own context or from a draft model, verified in the step's one batch by the
   target's own sampler, row by row; the same request and seed give the same text with it on or
-  off.
+  off. `auto` prices a draft's rows by what rows cost on the model's device (engine.rowcost:
+  timed at load when layers run on a GPU).
 - The memory planner (engine.fit) chooses context and slots together: KV = slots x context.
 - `kv_unified` (`serve --kv-unified`, off by default) puts the same cells in one pool shared by
   the slots, as llama.cpp's server does by default; a request may still use `n_ctx` of them. On a
@@ -79,7 +80,7 @@ import asyncio
 import logging
 import random
 
-from localgw.engine import embed
+from localgw.engine import embed, rowcost
 from localgw.engine.generation import Generation
 from localgw.engine.jobs import Job, JobQueue
 from localgw.engine.loop import Loop
@@ -88,6 +89,7 @@ from localgw.engine.model import FLASH_ATTN_NAMES, Model, gpu_offload_supported,
 from localgw.engine.prompt_cache import PromptCache
 from localgw.engine.reuse import Rates
 from localgw.engine.slots import Slots
+from localgw.engine.rowcost import CPU_COST, RowCost
 from localgw.engine.spec import MODES as SPEC_MODES, NgramDrafter, Speculation
 from localgw.engine.threads import default_threads
 from localgw.engine.types import JobFailed, LoadOptions, SamplingParams
@@ -166,13 +168,30 @@ class LlamaRunner:
                                      n_ctx=self.n_ctx, n_threads=self.n_threads,
                                      n_threads_batch=self.n_threads_batch,
                                      n_gpu_layers=self.n_gpu_layers)
-                return Speculation(options.spec, drafter, options.spec_max, "draft")
+                return Speculation(options.spec, drafter, options.spec_max, "draft",
+                                   self._row_cost(options))
             except ModelLoadError as exc:
                 if options.spec == "draft":
                     raise
                 log.warning("%s: speculating with look-ups instead of the draft model: %s",
                             self.model_id, exc)
-        return Speculation(options.spec, NgramDrafter(), options.spec_max)
+        return Speculation(options.spec, NgramDrafter(), options.spec_max,
+                           cost=self._row_cost(options))
+
+    def _row_cost(self, options: LoadOptions) -> RowCost:
+        """What rows cost here, for auto's choices (engine.rowcost): measured at load when
+        layers run on a GPU; on the CPU, the figure measured there once."""
+        if options.spec != "auto" or not self.rates.on_gpu:
+            return CPU_COST
+        try:
+            cost = rowcost.measure(self.model.context.ctx, self.model.memory, 0, self.n_vocab)
+        except RuntimeError as exc:
+            log.warning("%s: rows not timed (%s); speculating with the CPU's row cost",
+                        self.model_id, exc)
+            return CPU_COST
+        log.info("%s: a batch of n rows costs %.2f + %.2f n plain steps (timed at load)",
+                 self.model_id, cost.base, cost.per_row)
+        return cost
 
     # ---- facts the chat layer and the server need ----------------------------------------------
     @property

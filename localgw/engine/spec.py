@@ -41,17 +41,19 @@ Drafters (the `Drafter` protocol) propose; they never decide a token of the outp
 plain one). It decides per step how many tokens each task may draft (`drafts`), asks the
 drafter, and keeps the counts shown by /health and /metrics. Modes:
 - `ngram` / `draft`: every task drafts every step, up to `--spec-max` tokens;
-- `auto`: speculate where it pays. Verifying rows costs real compute on a CPU (`rows_cost`:
-  two rows cost nearly two steps there), so a draft pays only when most of it is kept. Each task
-  keeps a moving estimate of the rate at which its draft tokens are kept, for each way a draft
-  is found (a look-up of 4, 3 or 2 tokens, or the run of an earlier draft that came true), fed
-  by its verified drafts and by guesses: when a look-up is not drafted, its first token is
-  checked against the token the task samples, at no cost. Each step a task drafts the length
-  that gives the most tokens per unit of cost at its rate (`best_length`), or nothing when no
-  length beats a plain step by AUTO_MIN_GAIN; a draft model, whose drafts are not free, drafts
-  a short probe now and then to keep its estimate moving. And no task drafts while more than
-  AUTO_MAX_STREAMS tasks decode together: their rows already fill the cores, and extra rows
-  would slow every stream.
+- `auto`: speculate where it pays. Rows cost compute (engine.rowcost: two rows cost nearly two
+  steps on a CPU, little more than one on a GPU), so a draft pays only when enough of it is
+  kept. Each task keeps a moving estimate of the rate at which its draft tokens are kept, for
+  each way a draft is found (a look-up of 4, 3 or 2 tokens, or the run of an earlier draft that
+  came true), fed by its verified drafts and by guesses: when a look-up is not drafted, its first
+  token is checked against the token the task samples, at no cost. The step is planned task by
+  task: starting from every task's pending row, each task drafts the length that gives the step
+  the most tokens per unit of its cost (`best_length`), or nothing when no length lifts the step
+  above the plan so far and AUTO_MIN_GAIN times its plain rows' rate. One stream alone weighs its draft against a plain step; with several
+  streams a draft's rows are priced against a batch whose rows already cost, which on a CPU
+  leaves nothing worth drafting and on a GPU still leaves long drafts that are mostly kept. A
+  draft model, whose drafts are not free, drafts a short probe now and then to keep its
+  estimate moving.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from localgw import defaults
+from localgw.engine.rowcost import CPU_COST, RowCost
 
 if TYPE_CHECKING:
     from localgw.engine.decoding import Task
@@ -68,7 +71,6 @@ MODES = defaults.SPEC_MODES
 MAX_ROWS = 63             # rows one task verifies in a step: pending + at most 62 draft tokens
 NGRAM_SIZES = (4, 3, 2)   # n-gram lengths looked up, longest first
 FOLLOW = 0                # a draft's kind: the run of an earlier draft that came true
-AUTO_MAX_STREAMS = 2      # auto drafts only while at most this many tasks decode together
 AUTO_PRIOR = 0.5          # a task's acceptance rate before anything was observed
 AUTO_DECAY = 0.1          # weight of each observed draft token in the rate (a moving average)
 AUTO_MIN_GAIN = 1.15      # tokens per unit of cost a draft must promise over a plain step
@@ -194,25 +196,39 @@ class NgramDrafter:
 
 
 # ---- the policy and the counts ---------------------------------------------------------------
-def rows_cost(rows: int) -> float:
-    """What verifying `rows` rows of one sequence costs, in one-token steps: measured with
-    SmolLM2 on a 2-core CPU, where the matrix products run row by row (0.6 + 0.55 per row past
-    the first). On a GPU rows cost less: the policy is then cautious, never reckless."""
-    return 1.0 if rows <= 1 else 0.6 + 0.55 * rows
-
-
 def expected_tokens(rate: float, k: int) -> float:
     """Tokens a step gives with a draft of `k`, each kept with probability `rate` once the ones
     before it were: the sampled one plus the kept run (1 + rate + rate^2 + ... + rate^k)."""
     return float(k + 1) if rate >= 1.0 else (1.0 - rate ** (k + 1)) / (1.0 - rate)
 
 
-def best_length(rate: float, spec_max: int) -> int:
-    """The draft length that gives the most tokens per unit of cost at this acceptance rate, if
-    that beats a plain step by AUTO_MIN_GAIN; else 0."""
-    best, best_gain = 0, AUTO_MIN_GAIN
+@dataclass
+class Plan:
+    """A step being planned: its rows, the tokens they are expected to give, and the rate a draft
+    must lift the step to: AUTO_MIN_GAIN times what the tasks' plain rows give per unit of cost."""
+
+    rows: int
+    tokens: float
+    bar: float
+
+    @classmethod
+    def plain(cls, tasks: int, cost: RowCost) -> "Plan":
+        return cls(tasks, float(tasks), AUTO_MIN_GAIN * tasks / cost(tasks))
+
+    def add(self, rate: float, k: int) -> None:
+        self.rows += k
+        self.tokens += expected_tokens(rate, k) - 1.0
+
+
+def best_length(rate: float, spec_max: int, cost: RowCost = CPU_COST,
+                plan: Plan | None = None) -> int:
+    """The draft length for a task at this acceptance rate that gives the step planned so far
+    (one stream's plain step when None) the most tokens per unit of cost, if that clears the
+    plan's bar and beats the plan without it; else 0."""
+    plan = plan or Plan.plain(1, cost)
+    best, best_gain = 0, max(plan.bar, plan.tokens / cost(plan.rows))
     for k in range(1, spec_max + 1):
-        gain = expected_tokens(rate, k) / rows_cost(k + 1)
+        gain = (plan.tokens - 1.0 + expected_tokens(rate, k)) / cost(plan.rows + k)
         if gain > best_gain:
             best, best_gain = k, gain
     return best
@@ -245,19 +261,22 @@ class _Pace:
 class Speculation:
     """The loop's side of speculative decoding: limits, the drafter, the counts."""
 
-    def __init__(self, mode: str, drafter: Drafter, spec_max: int, drafter_name: str = "ngram"):
+    def __init__(self, mode: str, drafter: Drafter, spec_max: int, drafter_name: str = "ngram",
+                 cost: RowCost = CPU_COST):
         self.mode = mode
         self.drafter = drafter
         self.drafter_name = drafter_name
         self.cheap = isinstance(drafter, NgramDrafter)  # a look-up costs next to nothing
         self.spec_max = max(0, min(spec_max, MAX_ROWS - 1))
+        self.cost = cost     # what rows cost on the model's device (engine.rowcost), for auto
         self.drafted = 0     # draft tokens verified (read by other threads: plain ints)
         self.accepted = 0    # of them, kept
         self._paces: dict[int, _Pace] = {}
 
     def describe(self) -> dict:
         return {"mode": self.mode, "drafter": self.drafter_name, "max": self.spec_max,
-                "drafted": self.drafted, "accepted": self.accepted}
+                "drafted": self.drafted, "accepted": self.accepted,
+                "row_cost": {"base": self.cost.base, "per_row": self.cost.per_row}}
 
     def drafts(self, tasks: list["Task"], rows: int) -> list[list[int]] | None:
         """Each task's draft for this step (within its limit, and all of them with the tasks'
@@ -265,29 +284,30 @@ class Speculation:
         if not self.spec_max:
             return None
         auto = self.mode == "auto"
-        if auto and len(tasks) > AUTO_MAX_STREAMS:
-            for t in tasks:  # a guess is checked by the next step: none is pending then
-                self._pace(t).guess = None
-            return None
-        wanted = (self._costly_limit if auto and not self.cheap else lambda t: self.spec_max)
         limits, room = [], rows - len(tasks)
         for t in tasks:
             # a draft longer than the task's budget leaves could never be kept
-            k = max(min(wanted(t), t.budget - t.generated - 1, room), 0)
+            k = max(min(self.spec_max, t.budget - t.generated - 1, room), 0)
             limits.append(k)
             room -= k
         if not any(limits):
             return None
+        plan = Plan.plain(len(tasks), self.cost)
+        if auto and not self.cheap:
+            limits = [self._costly_limit(t, k, plan) for t, k in zip(tasks, limits)]
+            if not any(limits):
+                return None
         drafts = self.drafter.propose(tasks, limits)
         if auto and self.cheap:
-            drafts = [self._choose(t, d) for t, d in zip(tasks, drafts)]
+            drafts = [self._choose(t, d[:k], plan) for t, d, k in zip(tasks, drafts, limits)]
         else:
             drafts = [d[:k] for d, k in zip(drafts, limits)]
         return drafts if any(drafts) else None
 
-    def _choose(self, task: "Task", draft: list[int]) -> list[int]:
+    def _choose(self, task: "Task", draft: list[int], plan: Plan) -> list[int]:
         """auto with look-ups: check the last step's guess, then keep as much of this look-up
-        as pays at the rate of its kind; the rest of a look-up not drafted is a guess."""
+        as pays at the rate of its kind in the step planned so far; the rest of a look-up not
+        drafted is a guess."""
         pace = self._pace(task)
         if pace.guess is not None:
             token, kind = pace.guess
@@ -297,20 +317,25 @@ class Speculation:
         if not draft:
             return draft
         pace.kind = kind = self.drafter.kind(task.slot.seq)
-        k = best_length(pace.rate(kind), len(draft))
-        if not k:
+        rate = pace.rate(kind)
+        k = best_length(rate, len(draft), self.cost, plan)
+        if k:
+            plan.add(rate, k)
+        else:
             pace.guess = (draft[0], kind)
         return draft[:k]
 
-    def _costly_limit(self, task: "Task") -> int:
-        """auto with a draft model: the length that pays at its rate; a short probe now and then
-        when none does (its rate moves only by drafting)."""
+    def _costly_limit(self, task: "Task", limit: int, plan: Plan) -> int:
+        """auto with a draft model: the length that pays at its rate in the step planned so
+        far; a short probe now and then when none does (its rate moves only by drafting)."""
         pace = self._pace(task)
-        k = best_length(pace.rate(pace.kind), self.spec_max)
+        rate = pace.rate(pace.kind)
+        k = best_length(rate, limit, self.cost, plan)
         if not k:
             pace.idle += 1
             if pace.idle >= AUTO_PROBE_EVERY:
-                k = AUTO_PROBE
+                k = min(AUTO_PROBE, limit)
+        plan.add(rate, k)
         return k
 
     def _pace(self, task: "Task") -> _Pace:

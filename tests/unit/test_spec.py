@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from localgw.engine.spec import (AUTO_MAX_STREAMS, AUTO_PRIOR, FOLLOW, MAX_ROWS, NgramDrafter,
-                                 Speculation, best_length, expected_tokens, rows_cost)
+from localgw.engine.rowcost import CPU_COST, RowCost, fit
+from localgw.engine.spec import (AUTO_PRIOR, FOLLOW, MAX_ROWS, NgramDrafter, Plan, Speculation,
+                                 best_length, expected_tokens)
 from tests.helpers import FakeSlot, FakeTask
 
 
@@ -74,8 +75,8 @@ def test_a_new_task_in_the_slot_starts_a_new_index():
     assert d.propose([first], [2]) == [[4, 1]]
 
 
-def spec(mode="auto", spec_max=16) -> Speculation:
-    return Speculation(mode, NgramDrafter(), spec_max)
+def spec(mode="auto", spec_max=16, cost=CPU_COST) -> Speculation:
+    return Speculation(mode, NgramDrafter(), spec_max, cost=cost)
 
 
 def repeating(seq=0) -> FakeTask:
@@ -103,7 +104,39 @@ def test_auto_drafts_the_length_that_pays_at_the_rate_it_sees():
     assert lengths == sorted(lengths) and 0 < lengths[0] < lengths[-1] == 16
     assert best_length(1.0, 5) == 5
     assert expected_tokens(0.5, 2) == 1.75 and expected_tokens(1.0, 3) == 4
-    assert rows_cost(1) == 1.0 and rows_cost(2) > 1.5
+    assert CPU_COST(1) == 1.0 and CPU_COST(2) > 1.5
+
+
+GPU_COST = RowCost(1.0, 0.02)  # rows past the first cost little: decode reads the weights once
+
+
+def test_where_rows_cost_little_auto_drafts_at_lower_rates():
+    assert best_length(0.8, 16, GPU_COST) > 0 == best_length(0.8, 16)
+    assert best_length(AUTO_PRIOR, 16, GPU_COST) > 0
+    assert best_length(0.1, 16, GPU_COST) == 0  # a plain step beats nine rows in ten wasted
+    assert best_length(1.0, 16, GPU_COST) == 16
+
+
+def test_a_draft_is_priced_against_the_step_planned_so_far():
+    # four streams on a CPU: their rows already cost 2.8 steps, and a draft nearly all kept adds
+    # less than it costs; on a GPU the same draft multiplies the step's tokens
+    assert best_length(0.99, 16, CPU_COST, Plan.plain(4, CPU_COST)) == 0
+    gpu = Plan.plain(4, GPU_COST)
+    for _ in range(4):  # each stream's draft pays for itself, the last as the first
+        assert best_length(0.99, 16, GPU_COST, gpu) == 16
+        gpu.add(0.99, 16)
+    # one stream: the plan is the stream's own plain step
+    assert best_length(0.95, 16, CPU_COST, Plan.plain(1, CPU_COST)) == best_length(0.95, 16)
+
+
+def test_the_cost_line_is_fitted_from_timings_and_rounded_up():
+    # 1 row 10 ms, 2 rows 10.4 ms, 17 rows 12.5 ms: 0.014 a row -> 0.02; base 1.04 - 0.04 -> 1.0
+    assert fit(0.010, 0.0104, 0.0125) == RowCost(1.0, 0.02)
+    # rows that cost what the CPU measured come out as its figure
+    assert fit(0.010, 0.017, 0.010 * (0.6 + 0.55 * 17)) == CPU_COST
+    # noise that makes more rows look cheaper than fewer is read as the least price
+    assert fit(0.010, 0.012, 0.011).per_row == 0.01
+    assert fit(0.010, 0.0104, 0.01251) == fit(0.010, 0.0104, 0.0125)  # small noise: same cost
 
 
 def test_auto_learns_from_guesses_then_drafts_and_backs_off_on_misses():
@@ -127,14 +160,18 @@ def test_auto_learns_from_guesses_then_drafts_and_backs_off_on_misses():
     assert (s.drafted, s.accepted) == (len(d[0]) + 12, len(d[0]))
 
 
-def test_auto_does_not_draft_when_many_streams_decode():
+def test_auto_does_not_draft_where_many_streams_fill_a_cpu():
     s = spec("auto")
-    tasks = [repeating(seq) for seq in range(AUTO_MAX_STREAMS + 1)]
+    tasks = [repeating(seq) for seq in range(4)]
     for t in tasks:
-        s._pace(t).rates = dict.fromkeys((FOLLOW, 2, 3, 4), 1.0)
+        s._pace(t).rates = dict.fromkeys((FOLLOW, 2, 3, 4), 0.99)
     assert s.drafts(tasks, 2048) is None
-    assert s.drafts(tasks[:AUTO_MAX_STREAMS], 2048) is not None
+    assert s.drafts(tasks[:1], 2048) is not None
     assert spec("ngram").drafts(tasks, 2048) is not None
+    g = spec("auto", cost=GPU_COST)  # on a GPU all four draft
+    for t in tasks:
+        g._pace(t).rates = dict.fromkeys((FOLLOW, 2, 3, 4), 0.99)
+    assert all(g.drafts(tasks, 2048))
 
 
 def test_a_task_that_ends_is_forgotten():
@@ -146,7 +183,7 @@ def test_a_task_that_ends_is_forgotten():
     s.forget(0)
     assert s._pace(t).rate(4) == AUTO_PRIOR
     assert s.describe() == {"mode": "auto", "drafter": "ngram", "max": 16, "drafted": 16,
-                            "accepted": 0}
+                            "accepted": 0, "row_cost": {"base": 0.6, "per_row": 0.55}}
 
 
 def test_a_draft_is_added_with_logits_on_every_row():
