@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import sys
 
@@ -63,6 +64,9 @@ def run_server(settings: ServerSettings) -> None:
                          "--api-key (or LOCALGW_API_KEY), or pass --insecure")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    # a crash inside llama.cpp (a fatal signal) prints every thread's Python stack to stderr: the
+    # line that reached llama.cpp, for the bug report
+    faulthandler.enable()
     from localgw.server.app import create_app
 
     log_startup_facts(settings)

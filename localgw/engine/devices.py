@@ -15,9 +15,7 @@ _TYPES = {0: "cpu", 1: "gpu", 2: "igpu", 3: "accel"}
 
 @lru_cache(maxsize=1)
 def _ggml():
-    from llama_cpp import _ggml as ggml_mod  # loads libggml next to libllama
-
-    lib = ggml_mod.libggml
+    lib = _loaded_libggml()
     lib.ggml_backend_dev_count.restype = ctypes.c_size_t
     lib.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
     lib.ggml_backend_dev_get.restype = ctypes.c_void_p
@@ -31,6 +29,22 @@ def _ggml():
                                             ctypes.POINTER(ctypes.c_size_t)]
     lib.ggml_backend_dev_memory.restype = None
     return lib
+
+
+def _loaded_libggml() -> ctypes.CDLL:
+    """The libggml that libllama itself uses. Its directory holds the library under several names
+    as separate files (libggml.so, libggml.so.0, ...: wheels hold no links), and libllama loads
+    it by its soname; opening another name would load a second copy of ggml, with a backend
+    registry of its own, beside the one llama.cpp runs on. On Linux the soname's path is the
+    same object; elsewhere llama-cpp-python's own handle."""
+    import llama_cpp  # libllama, and through it its libggml, are loaded first
+
+    soname = os.path.join(os.path.dirname(llama_cpp.__file__), "lib", "libggml.so.0")
+    if os.path.exists(soname):
+        return ctypes.CDLL(soname, mode=ctypes.RTLD_GLOBAL)
+    from llama_cpp import _ggml as ggml_mod  # importing it opens libggml by its plain name
+
+    return ggml_mod.libggml
 
 
 def system_memory() -> tuple[int, int]:

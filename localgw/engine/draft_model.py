@@ -127,7 +127,8 @@ class DraftModel:
         mparams = llama_cpp.llama_model_default_params()
         mparams.n_gpu_layers = n_gpu_layers
         try:
-            return internals.LlamaModel(path_model=path, params=mparams, verbose=False)
+            # verbose=True: fds 1 and 2 stay open while loading (engine.model)
+            return internals.LlamaModel(path_model=path, params=mparams, verbose=True)
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelLoadError(f"could not load the draft model {path}: {exc}") from exc
 

@@ -64,7 +64,10 @@ class Model:
             with capture_buffers() as buffers:
                 mparams = llama_cpp.llama_model_default_params()
                 mparams.n_gpu_layers = n_gpu_layers
-                self.llama = internals.LlamaModel(path_model=path, params=mparams, verbose=False)
+                # verbose=True: else llama-cpp-python points the process's fds 1 and 2 at
+                # /dev/null while loading, hiding what llama.cpp prints before an abort or a
+                # crash; its log comes through engine.llamalog either way
+                self.llama = internals.LlamaModel(path_model=path, params=mparams, verbose=True)
                 per_slot = options.n_ctx or self.llama.n_ctx_train()
                 cparams = self._context_params(options, per_slot, n_parallel, n_threads,
                                                n_threads_batch)

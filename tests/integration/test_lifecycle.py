@@ -198,3 +198,30 @@ def test_a_fault_in_one_request_ends_that_request_alone(monkeypatch, tmp_path):
         assert manager.loaded[model_id].runner is runner and runner.broken is None
         again = http.post("/v1/chat/completions", json=_chat(model_id, max_tokens=4))
         assert again.status_code == 200
+
+
+def test_a_crash_in_the_server_prints_every_threads_python_stack(tmp_path):
+    """A fatal signal (what a fault inside llama.cpp raises) leaves the Python stacks on stderr,
+    for the bug report; while a model loads, llama.cpp's own last words are not hidden either
+    (engine.model loads with the process's stderr open)."""
+    import signal
+
+    proc = ServerProcess("--model", str(smollm2_path()), home=tmp_path)
+    try:
+        proc.proc.send_signal(signal.SIGSEGV)
+        assert proc.proc.wait(20) == -signal.SIGSEGV
+        assert wait_until(lambda: "Fatal Python error: Segmentation fault" in proc.output, 5)
+        assert "localgw" in proc.output.split("Fatal Python error", 1)[1]  # a stack of ours
+    finally:
+        proc.stop()
+
+
+def test_one_libggml_is_loaded_where_devices_are_listed():
+    """localgw asks ggml's backend registry for devices and their memory; that must be the
+    registry llama.cpp runs on, not a second copy of the library under another file name."""
+    code = ("from localgw.engine import devices; devices.list_devices(); "
+            "import re; print(sorted({l.split()[-1] for l in open('/proc/self/maps') "
+            "if re.search(r'/libggml\\.so', l)}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.count("libggml.so") == 1, out
