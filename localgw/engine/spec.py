@@ -10,8 +10,8 @@ token: same chain state (grammar, penalties, the seeded random numbers consumed 
 and a row is only sampled when every token before it is the one sampling chose. So every token
 is the sampler's choice from the model's logits, and a request served alone repeats its text
 with the same seed and mode: what a task drafts depends on its own context and its own pacing
-state (`_Pace`, per task), never on what the server did before. Pacing must stay per task for
-that reason.
+state (`_Pace`, per task) and the row cost fixed when the model loaded (engine.rowcost), never
+on what the server did before. Pacing must stay per task for that reason.
 Whether the text is also the same as without speculation depends on the logits being the same
 bits for a row decoded alone and in a batch, which is llama.cpp's choice of kernels. On its CPU
 backend that holds for weight types it multiplies row by row (vec_dot: Q4_1, the embedded model)
