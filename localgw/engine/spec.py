@@ -49,11 +49,11 @@ drafter, and keeps the counts shown by /health and /metrics. Modes:
   token is checked against the token the task samples, at no cost. The step is planned task by
   task: starting from every task's pending row, each task drafts the length that gives the step
   the most tokens per unit of its cost (`best_length`), or nothing when no length lifts the step
-  above the plan so far and AUTO_MIN_GAIN times its plain rows' rate. One stream alone weighs its draft against a plain step; with several
-  streams a draft's rows are priced against a batch whose rows already cost, which on a CPU
-  leaves nothing worth drafting and on a GPU still leaves long drafts that are mostly kept. A
-  draft model, whose drafts are not free, drafts a short probe now and then to keep its
-  estimate moving.
+  above the plan so far and above AUTO_MIN_GAIN times its plain rows' rate. One stream alone
+  weighs its draft against a plain step; with several streams a draft's rows are priced
+  against a batch whose rows already cost, which on a CPU leaves nothing worth drafting and on
+  a GPU still leaves long drafts that are mostly kept. A draft model, whose drafts are not
+  free, drafts a short probe now and then to keep its estimate moving.
 """
 
 from __future__ import annotations
@@ -274,9 +274,11 @@ class Speculation:
         self._paces: dict[int, _Pace] = {}
 
     def describe(self) -> dict:
-        return {"mode": self.mode, "drafter": self.drafter_name, "max": self.spec_max,
-                "drafted": self.drafted, "accepted": self.accepted,
-                "row_cost": {"base": self.cost.base, "per_row": self.cost.per_row}}
+        out = {"mode": self.mode, "drafter": self.drafter_name, "max": self.spec_max,
+               "drafted": self.drafted, "accepted": self.accepted}
+        if self.mode == "auto":  # what auto's choices weigh drafts against
+            out["row_cost"] = {"base": self.cost.base, "per_row": self.cost.per_row}
+        return out
 
     def drafts(self, tasks: list["Task"], rows: int) -> list[list[int]] | None:
         """Each task's draft for this step (within its limit, and all of them with the tasks'
