@@ -83,6 +83,7 @@ class Model:
         self.n_ubatch = cparams.n_ubatch
         self.flash_attn = cparams.flash_attn_type
         self.n_vocab = self.llama.n_vocab()
+        self.n_layer = llama_cpp.llama_model_n_layer(self.llama.model)
         self.vocab = self.llama.vocab
         self.memory = self.context.memory
         self.metadata: dict[str, str] = self.llama.metadata()

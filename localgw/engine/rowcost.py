@@ -4,11 +4,12 @@ Speculation's `auto` (engine.spec) drafts a length only where the tokens it expe
 cost of the rows it adds to the step. `RowCost` models a batch of `rows` rows against a step of
 one row: 1 for one row, `base + per_row * rows` from two rows on (never below 1).
 
-- On the CPU, `CPU_COST`: measured with SmolLM2 (Q4_1) on a 2-core CPU, where the matrix products
-  run row by row (0.6 + 0.55 per row: two rows cost 1.7 steps). It is not measured at load: a
-  16-row batch of a 7B model costs seconds on a laptop's CPU, whose timings are noisy anyway.
-- With layers on a GPU, `measure` times a few decodes at load, in the slot that is about to serve
-  (its cells are removed after): the best of REPEATS decodes of 1, 2 and SPAN rows, logits on
+- On the CPU, and with any layer left there, `CPU_COST`: measured with SmolLM2 (Q4_1) on a
+  2-core CPU, where the matrix products run row by row (0.6 + 0.55 per row: two rows cost 1.7
+  steps). It is not measured at load: a 16-row batch of a 7B model costs seconds on a laptop's
+  CPU, whose timings are noisy anyway.
+- With every layer on a GPU, `measure` times a few decodes at load, in the first slot (its
+  cells are removed after): the best of REPEATS decodes of 1, 2 and SPAN rows, logits on
   every row as a verification has them. Decode on a GPU is bound by reading the weights, so rows
   past the first cost little, and drafting pays at lower acceptance and with several streams.
   The fitted figures are rounded up (per_row to PRICE_STEP, base to BASE_STEP, per_row at least

@@ -179,9 +179,13 @@ class LlamaRunner:
                            cost=self._row_cost(options))
 
     def _row_cost(self, options: LoadOptions) -> RowCost:
-        """What rows cost here, for auto's choices (engine.rowcost): measured at load when
-        layers run on a GPU; on the CPU, the figure measured there once."""
-        if options.spec != "auto" or not self.rates.on_gpu:
+        """What rows cost here, for auto's choices (engine.rowcost): timed at load when every
+        layer runs on a GPU; else the CPU's line (layers left on the CPU make rows cost what
+        they cost there, and timing a large model's batches on a CPU would add seconds to each
+        load)."""
+        on_gpu = self.rates.on_gpu and (self.n_gpu_layers < 0
+                                        or self.n_gpu_layers >= self.model.n_layer)
+        if options.spec != "auto" or not on_gpu:
             return CPU_COST
         try:
             cost = rowcost.measure(self.model.context.ctx, self.model.memory, 0, self.n_vocab)
