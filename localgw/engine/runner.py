@@ -89,7 +89,6 @@ from localgw.engine.model import FLASH_ATTN_NAMES, Model, gpu_offload_supported,
 from localgw.engine.prompt_cache import PromptCache
 from localgw.engine.reuse import Rates
 from localgw.engine.slots import Slots
-from localgw.engine.rowcost import CPU_COST, RowCost
 from localgw.engine.spec import MODES as SPEC_MODES, NgramDrafter, Speculation
 from localgw.engine.threads import default_threads
 from localgw.engine.types import JobFailed, LoadOptions, SamplingParams
@@ -161,6 +160,7 @@ class LlamaRunner:
             return None
         if options.spec == "draft" and not options.draft_path:
             raise ModelLoadError("--spec draft needs a draft model (--draft-model ID_OR_PATH)")
+        cost = self._row_cost(options)
         if options.draft_path and options.spec in ("auto", "draft"):
             from localgw.engine.draft_model import DraftModel  # its own weights: only when asked
             try:
@@ -168,17 +168,15 @@ class LlamaRunner:
                                      n_ctx=self.n_ctx, n_threads=self.n_threads,
                                      n_threads_batch=self.n_threads_batch,
                                      n_gpu_layers=self.n_gpu_layers)
-                return Speculation(options.spec, drafter, options.spec_max, "draft",
-                                   self._row_cost(options))
+                return Speculation(options.spec, drafter, options.spec_max, "draft", cost)
             except ModelLoadError as exc:
                 if options.spec == "draft":
                     raise
                 log.warning("%s: speculating with look-ups instead of the draft model: %s",
                             self.model_id, exc)
-        return Speculation(options.spec, NgramDrafter(), options.spec_max,
-                           cost=self._row_cost(options))
+        return Speculation(options.spec, NgramDrafter(), options.spec_max, cost=cost)
 
-    def _row_cost(self, options: LoadOptions) -> RowCost:
+    def _row_cost(self, options: LoadOptions) -> rowcost.RowCost:
         """What rows cost here, for auto's choices (engine.rowcost): timed at load when every
         layer runs on a GPU; else the CPU's line (layers left on the CPU make rows cost what
         they cost there, and timing a large model's batches on a CPU would add seconds to each
@@ -186,13 +184,13 @@ class LlamaRunner:
         on_gpu = self.rates.on_gpu and (self.n_gpu_layers < 0
                                         or self.n_gpu_layers >= self.model.n_layer)
         if options.spec != "auto" or not on_gpu:
-            return CPU_COST
+            return rowcost.CPU_COST
         try:
             cost = rowcost.measure(self.model.context.ctx, self.model.memory, 0, self.n_vocab)
         except RuntimeError as exc:
             log.warning("%s: rows not timed (%s); speculating with the CPU's row cost",
                         self.model_id, exc)
-            return CPU_COST
+            return rowcost.CPU_COST
         log.info("%s: a batch of n rows costs %.2f + %.2f n plain steps (timed at load)",
                  self.model_id, cost.base, cost.per_row)
         return cost

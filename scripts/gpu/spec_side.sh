@@ -64,7 +64,6 @@ else
     --no-deps --no-cache-dir --target /tmp/site --config-settings=build-dir=/tmp/skb "$SRC" > /tmp/build.log 2>&1 &
   BP=$!; PIDS="$PIDS $BP"
   PAIR=(--shape 1b --keep 2)
-  NGL=(-ngl 99)
   PYTHONPATH=/tmp/site timeout 200 $PY "$S/mkpair.py" /tmp/gs_t.gguf /tmp/gs_d.gguf "${PAIR[@]}" --meta "$B/tokenizer-meta.json.gz" --gguf-py "$GGUFPY"
   for i in $(seq 450); do kill -0 $BP 2>/dev/null || break; [ $((i % 30)) = 0 ] && echo "build +${i}s $(grep -aoE '^ *\[[0-9]+/[0-9]+\]' /tmp/build.log | tail -1)"; sleep 1; done
   wait $BP; rc=$?
