@@ -26,6 +26,8 @@ export PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PIP_ROO
 export PIP_CONFIG_FILE=/dev/null HF_HUB_OFFLINE=1 LOCALGW_HOME=/tmp/gslgw
 DRY=${DRY:-0}
 REPEATS=${REPEATS:-3}
+STAGES=${STAGES:-lookups draft rows}  # the benches to run (a second call on a warm machine: the rest)
+# DEADLINE: seconds; a bench that could end past it is skipped (the device call's limit minus a margin)
 PIDS=""
 cleanup() { for p in $PIDS; do kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null; done; sleep 2
             for p in $PIDS; do kill -KILL -- "-$p" 2>/dev/null; done; say "end"; }
@@ -79,9 +81,10 @@ fi
 $PY -c "import llama_cpp; print('llama_cpp', llama_cpp.__version__, 'gpu offload', llama_cpp.llama_supports_gpu_offload())"
 T=/tmp/gs_t.gguf; D=/tmp/gs_d.gguf
 
+LGW_EXTRA=()  # what the probe below found localgw needs to start here
 lgw() {  # NAME PORT args...
   local name=$1 port=$2; shift 2
-  setsid $PY -m localgw serve --model $T --port "$port" --keep-alive 1h "$@" > /tmp/gslogs/$name.log 2>&1 &
+  setsid $PY -m localgw serve --model $T --port "$port" --keep-alive 1h "${LGW_EXTRA[@]}" "$@" > /tmp/gslogs/$name.log 2>&1 &
   PIDS="$PIDS $!"; echo "$name $port $!" >> /tmp/gslogs/sides
 }
 lsv() {  # NAME PORT args...
@@ -104,6 +107,39 @@ wait_ready() {  # names...: poll each until it answers; drop the ones that never
 }
 get() { $PY -c "import sys,urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())" "$1" 2>/dev/null; }
 url() { echo "http://127.0.0.1:$(grep "^$1 " /tmp/gslogs/sides | cut -d' ' -f2)"; }
+stop() {  # NAME: stop one side and forget it
+  local pid; pid=$(grep "^$1 " /tmp/gslogs/sides | cut -d' ' -f3)
+  [ -n "$pid" ] && { kill -TERM -- "-$pid" 2>/dev/null; sleep 1; kill -KILL -- "-$pid" 2>/dev/null; }
+  sed -i "/^$1 /d" /tmp/gslogs/sides
+}
+# Probe: localgw alone with its defaults. If it does not start, its log (llama.cpp's last words,
+# Python's stacks), a native backtrace where gdb exists, then settings that isolate the cause;
+# the first that starts is used for every localgw side below.
+say "probe"
+: > /tmp/gslogs/sides
+started() { grep -q "^$1 " /tmp/gslogs/sides; }
+lgw probe-default 8100 --spec off; POLLS=120 wait_ready probe-default
+if started probe-default; then stop probe-default
+else
+  { echo "localgw did not start with its defaults"; tail -n 60 /tmp/gslogs/probe-default.log; } > "$OUT/probe.txt"
+  if command -v gdb > /dev/null; then
+    say "gdb"
+    timeout 40 gdb -q -batch -ex run -ex "bt 40" -ex "info sharedlibrary" --args $PY -m localgw serve \
+      --model $T --port 8099 --spec off > /tmp/gslogs/gdb.log 2>&1 < /dev/null
+    pkill -KILL -f "port 8099" 2>/dev/null  # a server that started under gdb outlives its timeout
+    grep -av "^\[New Thread\|^\[Thread" /tmp/gslogs/gdb.log | tail -n 120 >> "$OUT/probe.txt"
+  fi
+  for v in "--parallel 1" "--kv-unified" "--gpu-layers 0" "--parallel 1 --gpu-layers 0 --flash-attn off"; do
+    name=probe-$(echo "$v" | tr -d ' -')
+    lgw "$name" 8100 --spec off $v; POLLS=120 wait_ready "$name"
+    if started "$name"; then echo "starts with: $v" | tee -a "$OUT/probe.txt"; stop "$name"
+      read -r -a LGW_EXTRA <<< "$v"; break
+    fi
+    echo "fails with: $v" >> "$OUT/probe.txt"
+  done
+  ((${#LGW_EXTRA[@]})) || { say "localgw starts with none of the probe's settings: $OUT/probe.txt"; exit 1; }
+fi
+cat "$OUT/probe.txt" 2>/dev/null | tail -n 30
 say "servers"
 : > /tmp/gslogs/sides
 lgw lgw-off 8101 --spec off
@@ -130,15 +166,16 @@ grep -h "timed at load\|not timed" /tmp/gslogs/lgw-*.log
 side() { grep -q "^$1 " /tmp/gslogs/sides && echo "--side $2=$(url $1)"; }
 bench() {  # OUTNAME sides...
   local out=$1; shift
+  (( $(el) + ${BENCH_LIMIT:-200} <= ${DEADLINE:-100000} )) || { say "skip $out: past DEADLINE"; return; }
   say "bench $out"
   timeout ${BENCH_LIMIT:-200} $PY scripts/bench.py --spec-cases --gguf $T --model gs_t --url "$(url lgw-off)" \
     --repeats "$REPEATS" --json "$OUT/$out.json" "$@" 2>&1 | tail -n 30
 }
-bench spec_lookups $(side lgw-auto localgw-auto) $(side lgw-ngram localgw-ngram) \
+[[ $STAGES == *draft* ]] && bench spec_draft $(side lgw-draft localgw-draft) $(side lgw-auto-draft localgw-auto+draft) \
+  $(side ls-none ls-none) $(side ls-draft ls-md)
+[[ $STAGES == *lookups* ]] && bench spec_lookups $(side lgw-auto localgw-auto) $(side lgw-ngram localgw-ngram) \
   $(side ls-none ls-none) $(side ls-ngram-simple ls-ngram-simple) $(side ls-ngram-map-k ls-map-k) \
   $(side ls-ngram-mod ls-mod)
-bench spec_draft $(side lgw-draft localgw-draft) $(side lgw-auto-draft localgw-auto+draft) \
-  $(side ls-none ls-none) $(side ls-draft ls-md)
 
 say "counts"
 for name in $(cut -d' ' -f1 /tmp/gslogs/sides); do
@@ -150,7 +187,7 @@ for name in $(cut -d' ' -f1 /tmp/gslogs/sides); do
   case $name in ls-*) echo "$name: $(grep -a 'draft acceptance\|acceptance rate\|n_draft\|accepted' /tmp/gslogs/$name.log | tail -n 3 | tr '\n' ' ')";; esac
 done | tee -a "$OUT/counts.txt"
 
-if [ -n "${LB_BIN:-}" ]; then
+if [ -n "${LB_BIN:-}" ] && [[ $STAGES == *rows* ]] && (( $(el) + 90 <= ${DEADLINE:-100000} )); then
   say "llama-bench: what rows cost"
   timeout 90 "$LB_BIN" -m $T "${NGL[@]}" -p 1,2,4,8,17,32 -n 32 -r 3 -o md 2>/dev/null | tee "$OUT/llama_bench.md"
 fi
