@@ -636,7 +636,7 @@ def spec_cases(args, gguf: str, model: str) -> None:
             side.stream(messages("warm up"), 8)
         results = {"model": model, "threads": args.threads, "cpus": os.cpu_count(),
                    "repeats": args.repeats, "conv_repeats": 0}
-        results |= run_spec_cases(sides, args.repeats, interleaved, messages, med)
+        results |= run_spec_cases(sides, args.repeats, interleaved, med)
     finally:
         for proc in procs:
             proc.terminate()

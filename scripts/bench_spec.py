@@ -5,7 +5,9 @@
         --side llama-server-ngram=http://127.0.0.1:8081
 
 Cases, each a trial per side in turn (sides never generate at the same time), temperature 0, a
-fresh nonce first in every prompt: rewrite-a-code-block (a ~60-line Python block given back with
+fresh nonce first in every prompt, the same for every side within one repeat: the sides answer the
+same prompts, so their texts (and lengths, which move decode speed) match as far as their logits
+do, and no side's cache has seen a prompt before. Cases: rewrite-a-code-block (a ~60-line Python block given back with
 one function renamed: most of the answer is in the prompt), edit-a-paragraph (a paragraph given
 back with a typo fixed), free chat (a story: little to look up), and 4 concurrent streams (stories).
 Reported: decode tok/s (completion tokens after the first over the time after the first token),
@@ -15,6 +17,7 @@ and for the 4 streams aggregate tok/s; medians over the trials.
 from __future__ import annotations
 
 import concurrent.futures
+import secrets
 import time
 
 CODE_FUNCS = [
@@ -89,14 +92,30 @@ CASES = {"rewrite-a-code-block": (rewrite_code, "decode_tps", "decode tok/s"),
          "4 streams": (four_streams, "aggregate_tps", "aggregate tok/s")}
 
 
-def run_spec_cases(sides: list, repeats: int, interleaved, messages, med) -> dict:
+def run_spec_cases(sides: list, repeats: int, interleaved, med) -> dict:
     """{"rows": {side: {measure: median}}, "trials": {case: {side: [trial, ...]}}}."""
     rows: dict = {s.name: {} for s in sides}
     trials: dict = {}
     for case, (trial, key, label) in CASES.items():
-        trials[case] = interleaved(sides, lambda s: trial(s, messages), repeats)
+        trials[case] = interleaved(sides, _same_prompts_per_repeat(sides, trial), repeats)
         for name, rs in trials[case].items():
             rows[name][f"{case}: {label}"] = med(r[key] for r in rs)
             if "tokens" in rs[0]:
                 rows[name][f"{case}: tokens"] = med(r["tokens"] for r in rs)
     return {"rows": rows, "trials": trials}
+
+
+def _same_prompts_per_repeat(sides: list, trial):
+    """trial(side) where every side of one repeat gets the same nonce: a repeat starts with the
+    first side (bench.interleaved runs the sides in order), which draws the next one."""
+    nonce: list = []
+
+    def fixed(content: str) -> list[dict]:
+        return [{"role": "user", "content": f"[{nonce[-1]}] {content}"}]
+
+    def run(side) -> dict:
+        if side is sides[0] or not nonce:
+            nonce.append(secrets.token_hex(4))
+        return trial(side, fixed)
+
+    return run

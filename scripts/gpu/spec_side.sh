@@ -79,6 +79,10 @@ else
   export LD_LIBRARY_PATH="$(dirname "$LS_BIN")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
 $PY -c "import llama_cpp; print('llama_cpp', llama_cpp.__version__, 'gpu offload', llama_cpp.llama_supports_gpu_offload())"
+# how the build links the C++ runtime (localgw.engine's docstring: a copy inside ggml's libraries)
+LIBDIR=$($PY -c "import llama_cpp,os; print(os.path.join(os.path.dirname(llama_cpp.__file__), 'lib'))")
+for f in libllama.so libggml-cuda.so.0; do [ -f "$LIBDIR/$f" ] && echo "$f needs: $(readelf -d "$LIBDIR/$f" | grep -o 'NEEDED.*' | grep -o '\[.*\]' | tr '\n' ' ')"; done
+env | grep -i "^\(C\|CXX\|LD\|CUDA\|NVCC_\)*FLAGS=" || true
 T=/tmp/gs_t.gguf; D=/tmp/gs_d.gguf
 
 LGW_EXTRA=()  # what the probe below found localgw needs to start here
