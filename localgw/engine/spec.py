@@ -42,18 +42,20 @@ plain one). It decides per step how many tokens each task may draft (`drafts`), 
 drafter, and keeps the counts shown by /health and /metrics. Modes:
 - `ngram` / `draft`: every task drafts every step, up to `--spec-max` tokens;
 - `auto`: speculate where it pays. Rows cost compute (engine.rowcost: two rows cost nearly two
-  steps on a CPU, little more than one on a GPU), so a draft pays only when enough of it is
-  kept. Each task keeps a moving estimate of the rate at which its draft tokens are kept, for
-  each way a draft is found (a look-up of 4, 3 or 2 tokens, or the run of an earlier draft that
-  came true), fed by its verified drafts and by guesses: when a look-up is not drafted, its first
-  token is checked against the token the task samples, at no cost. The step is planned task by
-  task: starting from every task's pending row, each task drafts the length that gives the step
-  the most tokens per unit of its cost (`best_length`), or nothing when no length lifts the step
-  above the plan so far and above AUTO_MIN_GAIN times its plain rows' rate. One stream alone
-  weighs its draft against a plain step; with several streams a draft's rows are priced
-  against a batch whose rows already cost, which on a CPU leaves nothing worth drafting and on
-  a GPU still leaves long drafts that are mostly kept. A draft model, whose drafts are not
-  free, drafts a short probe now and then to keep its estimate moving.
+  steps on a CPU, little more than one on a GPU), so a draft pays only when enough of it is kept.
+  Each task keeps a moving estimate of the rate at which its draft tokens are kept, for each way a
+  draft is found (a look-up of 4, 3 or 2 tokens, or the run of an earlier draft that came true),
+  fed by its verified drafts and by guesses: when a look-up is not drafted, its first token is
+  checked against the token the task samples, at no cost. The estimate is the share of tokens
+  kept, older ones fading (`_Pace.observe`), from a prior worth a single token: a copy shows
+  itself in a few right guesses, and a long run weighs as in a moving average. The step is planned
+  task by task: starting from every task's pending row, each task drafts the length that gives the
+  step the most tokens per unit of its cost (`best_length`), or nothing when no length lifts the
+  step above the plan so far and above AUTO_MIN_GAIN times its plain rows' rate. One stream alone
+  weighs its draft against a plain step; with several streams a draft's rows are priced against a
+  batch whose rows already cost, which on a CPU leaves nothing worth drafting and on a GPU still
+  leaves long drafts that are mostly kept. A draft model, whose drafts are not free, drafts a
+  short probe now and then to keep its estimate moving.
 """
 
 from __future__ import annotations
@@ -71,8 +73,9 @@ MODES = defaults.SPEC_MODES
 MAX_ROWS = 63             # rows one task verifies in a step: pending + at most 62 draft tokens
 NGRAM_SIZES = (4, 3, 2)   # n-gram lengths looked up, longest first
 FOLLOW = 0                # a draft's kind: the run of an earlier draft that came true
-AUTO_PRIOR = 0.5          # a task's acceptance rate before anything was observed
-AUTO_DECAY = 0.1          # weight of each observed draft token in the rate (a moving average)
+AUTO_PRIOR = 0.5          # a task's acceptance rate before anything was observed ...
+AUTO_PRIOR_WEIGHT = 1.0   # ... worth this many observed draft tokens: a few tell
+AUTO_DECAY = 0.1          # each observed draft token fades what came before by this share
 AUTO_MIN_GAIN = 1.15      # tokens per unit of cost a draft must promise over a plain step
 AUTO_PROBE_EVERY = 16     # a costly drafter below the bar still drafts once in so many steps
 AUTO_PROBE = 2            # ... this many tokens
@@ -240,7 +243,8 @@ class _Pace:
     by how the draft was found (a look-up drafter's kinds; one for a draft model)."""
 
     task: object
-    rates: dict = field(default_factory=dict)  # kind → rate
+    rates: dict = field(default_factory=dict)    # kind → rate
+    weights: dict = field(default_factory=dict)  # kind → what its rate rests on, in tokens
     kind: int = -1          # the kind of the draft being verified
     guess: tuple | None = None  # (token, kind): a look-up's next token, not verified
     idle: int = 0           # steps since the last verified draft (a costly drafter's probes)
@@ -249,13 +253,17 @@ class _Pace:
         return self.rates.get(kind, AUTO_PRIOR)
 
     def observe(self, kind: int, kept: int, missed: bool) -> None:
-        """`kept` draft tokens of this kind were right, then (if `missed`) one was wrong."""
+        """`kept` draft tokens of this kind were right, then (if `missed`) one was wrong. The
+        rate is the share kept, each older token (and the prior) fading by AUTO_DECAY per new
+        one: from the prior's weight of one token, three right guesses in a row make a copy
+        worth drafting on a CPU, and a long run is forgotten as fast as a moving average."""
         rate = self.rates.get(kind, AUTO_PRIOR)
-        for _ in range(kept):
-            rate += (1.0 - rate) * AUTO_DECAY
-        if missed:
-            rate -= rate * AUTO_DECAY
-        self.rates[kind] = rate
+        weight = self.weights.get(kind, AUTO_PRIOR_WEIGHT)
+        for right in [True] * kept + [False] * missed:
+            old = weight * (1.0 - AUTO_DECAY)
+            weight = old + 1.0
+            rate = (rate * old + right) / weight
+        self.rates[kind], self.weights[kind] = rate, weight
 
 
 class Speculation:
