@@ -4,12 +4,13 @@
     .venv/bin/python scripts/bench.py --spec-cases --side llama-server=http://127.0.0.1:8080 \\
         --side llama-server-ngram=http://127.0.0.1:8081
 
-Cases, each a trial per side in turn (sides never generate at the same time), temperature 0, a
-fresh nonce first in every prompt, the same for every side within one repeat: the sides answer the
-same prompts, so their texts (and lengths, which move decode speed) match as far as their logits
-do, and no side's cache has seen a prompt before. Cases: rewrite-a-code-block (a ~60-line Python block given back with
-one function renamed: most of the answer is in the prompt), edit-a-paragraph (a paragraph given
-back with a typo fixed), free chat (a story: little to look up), and 4 concurrent streams (stories).
+Cases, each a trial per side in turn (sides never generate at the same time), temperature 0, a fresh
+nonce first in every prompt, the same for every side within one repeat: the sides answer the same
+prompts, so their texts (and lengths, which move decode speed) match as far as their logits do, and
+no side's cache has seen a prompt before. Cases: rewrite-a-code-block (a ~60-line Python block given
+back with one function renamed: most of the answer is in the prompt), edit-a-paragraph (a paragraph
+given back with a typo fixed), free chat (a story: little to look up), and 4 concurrent streams
+(stories).
 Reported: decode tok/s (completion tokens after the first over the time after the first token),
 and for the 4 streams aggregate tok/s; medians over the trials.
 """
@@ -108,14 +109,15 @@ def run_spec_cases(sides: list, repeats: int, interleaved, med) -> dict:
 def _same_prompts_per_repeat(sides: list, trial):
     """trial(side) where every side of one repeat gets the same nonce: a repeat starts with the
     first side (bench.interleaved runs the sides in order), which draws the next one."""
-    nonce: list = []
+    nonce = ""
 
     def fixed(content: str) -> list[dict]:
-        return [{"role": "user", "content": f"[{nonce[-1]}] {content}"}]
+        return [{"role": "user", "content": f"[{nonce}] {content}"}]
 
     def run(side) -> dict:
-        if side is sides[0] or not nonce:
-            nonce.append(secrets.token_hex(4))
+        nonlocal nonce
+        if side is sides[0]:
+            nonce = secrets.token_hex(4)
         return trial(side, fixed)
 
     return run

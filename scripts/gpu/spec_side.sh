@@ -117,7 +117,7 @@ stop() {  # NAME: stop one side and forget it
   sed -i "/^$1 /d" /tmp/gslogs/sides
 }
 # Probe: localgw alone with its defaults. If it does not start, its log (llama.cpp's last words,
-# Python's stacks), a native backtrace where gdb exists, then settings that isolate the cause;
+# Python's stacks), the native stack at the fault, then settings that isolate the cause;
 # the first that starts is used for every localgw side below.
 say "probe"
 : > /tmp/gslogs/sides
@@ -126,12 +126,13 @@ lgw probe-default 8100 --spec off; POLLS=120 wait_ready probe-default
 if started probe-default; then stop probe-default
 else
   { echo "localgw did not start with its defaults"; tail -n 60 /tmp/gslogs/probe-default.log; } > "$OUT/probe.txt"
-  if command -v gdb > /dev/null; then
-    say "gdb"
-    timeout 40 gdb -q -batch -ex run -ex "bt 40" -ex "info sharedlibrary" --args $PY -m localgw serve \
-      --model $T --port 8099 --spec off > /tmp/gslogs/gdb.log 2>&1 < /dev/null
-    pkill -KILL -f "port 8099" 2>/dev/null  # a server that started under gdb outlives its timeout
-    grep -av "^\[New Thread\|^\[Thread" /tmp/gslogs/gdb.log | tail -n 120 >> "$OUT/probe.txt"
+  say "native stack"  # segv.c: the native stack and the mapped files at the fault (no gdb there)
+  if gcc -shared -fPIC -O1 -w -o /tmp/segv.so "$S/segv.c"; then
+    LD_PRELOAD=/tmp/segv.so timeout 40 $PY -m localgw serve --model $T --port 8099 --spec off \
+      > /tmp/gslogs/native.log 2>&1 < /dev/null
+    pkill -KILL -f "port 8099" 2>/dev/null  # one that started after all outlives its timeout
+    sed -n '/NATIVE/,/MAPS/p' /tmp/gslogs/native.log | cut -c1-240 >> "$OUT/probe.txt"
+    sed -n '/MAPS/,$p' /tmp/gslogs/native.log | awk '{print $6}' | grep '\.so' | sort -u >> "$OUT/probe.txt"
   fi
   for v in "--parallel 1" "--kv-unified" "--gpu-layers 0" "--parallel 1 --gpu-layers 0 --flash-attn off"; do
     name=probe-$(echo "$v" | tr -d ' -')

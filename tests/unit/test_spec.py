@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from localgw.engine.rowcost import CPU_COST, RowCost, fit
-from localgw.engine.spec import (AUTO_PRIOR, FOLLOW, MAX_ROWS, NgramDrafter, Plan, Speculation,
-                                 best_length, expected_tokens)
+from localgw.engine.spec import (AUTO_DECAY, AUTO_PRIOR, FOLLOW, MAX_ROWS, NgramDrafter, Plan,
+                                 Speculation, best_length, expected_tokens)
 from tests.helpers import FakeSlot, FakeTask
 
 
@@ -163,7 +163,7 @@ def test_auto_learns_from_guesses_then_drafts_and_backs_off_on_misses():
 def sure(pace, rate: float = 0.99) -> None:
     """A pace whose every kind was kept at `rate` over a long run (a moving average's weight)."""
     pace.rates = dict.fromkeys((FOLLOW, 2, 3, 4), rate)
-    pace.weights = dict.fromkeys((FOLLOW, 2, 3, 4), 10.0)
+    pace.weights = dict.fromkeys((FOLLOW, 2, 3, 4), 1.0 / AUTO_DECAY)
 
 
 def test_auto_does_not_draft_where_many_streams_fill_a_cpu():
