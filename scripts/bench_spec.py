@@ -58,19 +58,27 @@ PARAGRAPH_TOKENS = 160
 CHAT_TOKENS = 200
 
 
+REWRITE_CODE = ("Rename the function `total_price` to `order_total` everywhere in this code and "
+                f"give back the whole code, nothing else:\n\n```python\n{CODE}\n```")
+EDIT_PARAGRAPH = ("Fix the spelling mistake in this paragraph and give back the paragraph:"
+                  f"\n\n{PARAGRAPH}")
+FREE_CHAT = "Write a long story about a dragon."
+# the one-stream cases' messages and answer budgets (scripts/spec_replay.py records these too)
+CASES_TEXT = {"rewrite-a-code-block": (REWRITE_CODE, CODE_TOKENS),
+              "edit-a-paragraph": (EDIT_PARAGRAPH, PARAGRAPH_TOKENS),
+              "free chat": (FREE_CHAT, CHAT_TOKENS)}
+
+
 def rewrite_code(side, messages) -> dict:
-    prompt = ("Rename the function `total_price` to `order_total` everywhere in this code and "
-              f"give back the whole code, nothing else:\n\n```python\n{CODE}\n```")
-    return _decode(side.stream(messages(prompt), CODE_TOKENS))
+    return _decode(side.stream(messages(REWRITE_CODE), CODE_TOKENS))
 
 
 def edit_paragraph(side, messages) -> dict:
-    prompt = f"Fix the spelling mistake in this paragraph and give back the paragraph:\n\n{PARAGRAPH}"
-    return _decode(side.stream(messages(prompt), PARAGRAPH_TOKENS))
+    return _decode(side.stream(messages(EDIT_PARAGRAPH), PARAGRAPH_TOKENS))
 
 
 def free_chat(side, messages) -> dict:
-    return _decode(side.stream(messages("Write a long story about a dragon."), CHAT_TOKENS))
+    return _decode(side.stream(messages(FREE_CHAT), CHAT_TOKENS))
 
 
 def _decode(r: dict) -> dict:
