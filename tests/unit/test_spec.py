@@ -214,8 +214,8 @@ def test_a_rate_rests_on_what_was_seen_more_than_on_the_prior():
     two.observe(FOLLOW, 2, False)
     assert best_length(three.rate(FOLLOW), 16) > 0 == best_length(two.rate(FOLLOW), 16)
     run = _Pace(None)  # a long run is weighed as a moving average weighs it
-    run.observe(FOLLOW, 50, False)
+    run.observe(FOLLOW, 200, False)
     rate = run.rate(FOLLOW)
     run.observe(FOLLOW, 0, True)
-    assert rate > 0.99 and abs(run.rate(FOLLOW) - 0.9 * rate) < 1e-3
+    assert rate > 0.99 and abs(run.rate(FOLLOW) - (1.0 - AUTO_DECAY) * rate) < 1e-3
     assert 0 < best_length(run.rate(FOLLOW), 16) < best_length(rate, 16)  # one miss: shorter
