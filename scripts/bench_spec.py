@@ -12,12 +12,15 @@ back with one function renamed: most of the answer is in the prompt), edit-a-par
 given back with a typo fixed), free chat (a story: little to look up), and 4 concurrent streams
 (stories).
 Reported: decode tok/s (completion tokens after the first over the time after the first token),
-and for the 4 streams aggregate tok/s; medians over the trials.
+and for the 4 streams aggregate tok/s; medians over the trials; and how often each side's answer
+was the first side's, word for word: where it was not, the sides timed different texts (decode
+slows as the context grows), and scripts/spec_replay.py compares policies on one answer.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import secrets
 import time
 
@@ -82,7 +85,8 @@ def free_chat(side, messages) -> dict:
 
 
 def _decode(r: dict) -> dict:
-    return {"decode_tps": r["decode_tps"], "tokens": r["tokens"], "ttft_ms": r["ttft_ms"]}
+    return {"decode_tps": r["decode_tps"], "tokens": r["tokens"], "ttft_ms": r["ttft_ms"],
+            "answer": hashlib.sha256(r["text"].encode()).hexdigest()[:12]}
 
 
 def four_streams(side, messages, streams: int = 4, tokens: int = 128) -> dict:
@@ -107,10 +111,14 @@ def run_spec_cases(sides: list, repeats: int, interleaved, med) -> dict:
     trials: dict = {}
     for case, (trial, key, label) in CASES.items():
         trials[case] = interleaved(sides, _same_prompts_per_repeat(sides, trial), repeats)
+        first = trials[case][sides[0].name]
         for name, rs in trials[case].items():
             rows[name][f"{case}: {label}"] = med(r[key] for r in rs)
             if "tokens" in rs[0]:
                 rows[name][f"{case}: tokens"] = med(r["tokens"] for r in rs)
+            if "answer" in rs[0]:  # past 256 tokens the sides can answer differently (engine.spec)
+                same = sum(r["answer"] == f["answer"] for r, f in zip(rs, first))
+                rows[name][f"{case}: answers as {sides[0].name}'s %"] = 100.0 * same / len(rs)
     return {"rows": rows, "trials": trials}
 
 
