@@ -21,7 +21,9 @@ only comes near it; the gap between it and `auto` is what a better policy could 
 the ceiling itself is what the look-ups allow with this answer at this row cost.
 
 --record asks localgw (`--spec off`, temperature 0) for the answers to bench_spec's cases
-(rewrite-a-code-block, edit-a-paragraph, free chat; a fresh nonce per repeat). The replay
+(rewrite-a-code-block, edit-a-paragraph, free chat; a fresh nonce per repeat), sampled with the
+model's defaults (localgw's repetition penalty among them) unless --sampling sends other
+fields: a penalty pushes a copy off its source, which changes what look-ups can win. The replay
 tokenizes the user's message and the answer with the model's vocabulary: the chat template's few
 tokens are left out, and a retokenized answer can differ from the sampled tokens at rare spots.
 """
@@ -124,7 +126,7 @@ def ceiling(prompt: list[int], answer: list[int], cost: RowCost = CPU_COST,
 
 
 # ---- recording and reporting -----------------------------------------------------------------
-def record(path: Path, repeats: int, gguf: str, threads: int) -> None:
+def record(path: Path, repeats: int, gguf: str, threads: int, sampling: dict) -> None:
     from bench import ServerSide, start_server
     from bench_spec import CASES_TEXT
 
@@ -136,7 +138,7 @@ def record(path: Path, repeats: int, gguf: str, threads: int) -> None:
             nonce = secrets.token_hex(4)
             for case, (content, max_tokens) in CASES_TEXT.items():
                 user = f"[{nonce}] {content}"
-                r = side.stream([{"role": "user", "content": user}], max_tokens)
+                r = side.stream([{"role": "user", "content": user}], max_tokens, **sampling)
                 answers.append({"case": case, "prompt": user, "answer": r["text"]})
                 print(f"{case}: {r['tokens']} tokens", file=sys.stderr)
     finally:
@@ -169,6 +171,16 @@ def tokenizer(gguf: str):
     return ids
 
 
+def parse_fields(text: str) -> dict:
+    try:
+        fields = json.loads(text)
+    except ValueError:
+        fields = None
+    if not isinstance(fields, dict):
+        raise argparse.ArgumentTypeError(f"{text!r}: give the fields as a JSON object")
+    return fields
+
+
 def parse_cost(text: str) -> RowCost:
     base, _, per_row = text.partition(",")
     try:
@@ -182,6 +194,8 @@ def main() -> None:
     ap.add_argument("answers", help="recorded answers (JSON from --record)")
     ap.add_argument("--record", action="store_true", help="record the answers first")
     ap.add_argument("--repeats", type=int, default=10, help="with --record: nonces per case")
+    ap.add_argument("--sampling", type=parse_fields, default={}, metavar="JSON",
+                    help="with --record: more request fields, e.g. '{\"repetition_penalty\": 1}'")
     ap.add_argument("--gguf", help="the model (default: the embedded SmolLM2)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cost", type=parse_cost, action="append", metavar="BASE,PER_ROW",
@@ -193,7 +207,8 @@ def main() -> None:
     path = Path(args.answers)
     if args.record:
         from bench import embedded_model_path
-        record(path, args.repeats, args.gguf or str(embedded_model_path()), args.threads)
+        record(path, args.repeats, args.gguf or str(embedded_model_path()), args.threads,
+               args.sampling)
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:

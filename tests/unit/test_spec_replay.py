@@ -69,9 +69,13 @@ def test_the_ceiling_drafts_only_what_pays():
     assert spec_replay.ceiling(source, source, RowCost(0.0, 1.0)) == 1.0
 
 
-def test_a_cost_is_given_as_base_and_per_row():
+def test_arguments_are_checked():
     assert spec_replay.parse_cost("0.3,0.7") == RowCost(0.3, 0.7)
     with pytest.raises(argparse.ArgumentTypeError, match="BASE,PER_ROW"):
         spec_replay.parse_cost("fast")
+    assert spec_replay.parse_fields('{"repetition_penalty": 1}') == {"repetition_penalty": 1}
+    for bad in ("{bad", "[1]"):
+        with pytest.raises(argparse.ArgumentTypeError, match="JSON object"):
+            spec_replay.parse_fields(bad)
     with pytest.raises(ValueError, match="empty answer"):
         spec_replay.replay([1, 2], [], CPU_COST)
