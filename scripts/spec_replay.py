@@ -79,19 +79,18 @@ def _comes_true(draft: list[int], answer: list[int], at: int) -> int:
     return n
 
 
-def replay(prompt: list[int], answer: list[int], cost: RowCost = CPU_COST, mode: str = "auto",
-           spec_max: int = SPEC_MAX) -> Replay:
-    """`answer` decoded after `prompt` with speculation `mode`, each step priced by `cost`."""
+def _walk(prompt: list[int], answer: list[int], cost: RowCost, draft_for, settle=None) -> Replay:
+    """`answer` decoded after `prompt`, a step at a time: `draft_for(task, i)` drafts with
+    answer[i] pending, the draft's tokens that are the answer's are kept, and `settle(task,
+    drafted, kept)` hears of each verified draft; each step priced by `cost`."""
     if not answer:
         raise ValueError("an empty answer has nothing to replay")
-    spec = None if mode == "off" else Speculation(mode, NgramDrafter(), spec_max, cost=cost)
     task = _Task(_Slot(list(prompt)), answer[0], budget=len(answer))
     out = Replay(0.0)
     i, spent = 0, 0.0   # answer[i] is the pending token
     while i < len(answer):
         task.pending = answer[i]
-        drafts = spec.drafts([task], 1 + spec_max) if spec else None
-        draft = drafts[0] if drafts else []
+        draft = draft_for(task, i)
         kept = _comes_true(draft, answer, i + 1)
         task.slot.tokens += [answer[i], *draft[:kept]]
         spent += cost(1 + len(draft))
@@ -99,11 +98,26 @@ def replay(prompt: list[int], answer: list[int], cost: RowCost = CPU_COST, mode:
         i += 1 + kept
         task.generated += 1 + kept
         if draft:
-            spec.settle(task, len(draft), kept)
+            if settle:
+                settle(task, len(draft), kept)
             out.drafted += len(draft)
             out.kept += kept
     out.speedup = len(answer) / spent
     return out
+
+
+def replay(prompt: list[int], answer: list[int], cost: RowCost = CPU_COST, mode: str = "auto",
+           spec_max: int = SPEC_MAX) -> Replay:
+    """`answer` decoded after `prompt` with speculation `mode`, each step priced by `cost`."""
+    if mode == "off":
+        return _walk(prompt, answer, cost, lambda task, i: [])
+    spec = Speculation(mode, NgramDrafter(), spec_max, cost=cost)
+
+    def draft_for(task: _Task, i: int) -> list[int]:
+        drafts = spec.drafts([task], 1 + spec_max)
+        return drafts[0] if drafts else []
+
+    return _walk(prompt, answer, cost, draft_for, spec.settle)
 
 
 def ceiling(prompt: list[int], answer: list[int], cost: RowCost = CPU_COST,
@@ -111,18 +125,13 @@ def ceiling(prompt: list[int], answer: list[int], cost: RowCost = CPU_COST,
     """The clairvoyant policy's figure: at each step the look-up's draft, cut where it stops
     coming true, drafted when its rows cost less than plain steps for the same tokens."""
     drafter = NgramDrafter()
-    task = _Task(_Slot(list(prompt)), answer[0], budget=len(answer))
-    i, spent = 0, 0.0
-    while i < len(answer):
-        task.pending = answer[i]
+
+    def draft_for(task: _Task, i: int) -> list[int]:
         draft = drafter.draft(task, spec_max)
         run = _comes_true(draft, answer, i + 1)
-        if run and cost(1 + run) >= 1 + run:
-            run = 0
-        task.slot.tokens += [answer[i], *draft[:run]]
-        spent += cost(1 + run)
-        i += 1 + run
-    return len(answer) / spent
+        return draft[:run] if run and cost(1 + run) < 1 + run else []
+
+    return _walk(prompt, answer, cost, draft_for).speedup
 
 
 # ---- recording and reporting -----------------------------------------------------------------

@@ -15,7 +15,7 @@ _spec = importlib.util.spec_from_file_location(
 spec_replay = sys.modules["spec_replay"] = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(spec_replay)
 
-GPU = RowCost(1.0, 0.02)
+GPU = spec_replay.GPU_LINE
 
 
 def text(n: int, seed: int) -> list[int]:
