@@ -11,6 +11,11 @@ no side's cache has seen a prompt before. Cases: rewrite-a-code-block (a ~60-lin
 back with one function renamed: most of the answer is in the prompt), edit-a-paragraph (a paragraph
 given back with a typo fixed), free chat (a story: little to look up), and 4 concurrent streams
 (stories).
+The two cases that give text back send `"repeat_penalty": 1` to every side (GIVE_BACK), as the
+README advises for such work: localgw's default penalty (1.1 over the last 64 tokens) pushes a
+copy off its source, and llama.cpp's server has none, so with each server's defaults the sides
+would sample different texts. Free chat and the streams keep each server's defaults (a story
+without a penalty often ends in a loop, which look-ups draft whole).
 Reported: decode tok/s (completion tokens after the first over the time after the first token),
 and for the 4 streams aggregate tok/s; medians over the trials; and how often each side's answer
 was the first side's, word for word: where it was not, the sides timed different texts (decode
@@ -59,6 +64,7 @@ PARAGRAPH = ("The village sat at the edge of a wide green valley, where the rive
 CODE_TOKENS = 700      # the whole block comes back (~600 tokens with SmolLM2's tokenizer)
 PARAGRAPH_TOKENS = 160
 CHAT_TOKENS = 200
+GIVE_BACK = {"repeat_penalty": 1}  # the name both servers read (module docstring)
 
 
 REWRITE_CODE = ("Rename the function `total_price` to `order_total` everywhere in this code and "
@@ -66,27 +72,22 @@ REWRITE_CODE = ("Rename the function `total_price` to `order_total` everywhere i
 EDIT_PARAGRAPH = ("Fix the spelling mistake in this paragraph and give back the paragraph:"
                   f"\n\n{PARAGRAPH}")
 FREE_CHAT = "Write a long story about a dragon."
-# the one-stream cases' messages and answer budgets (scripts/spec_replay.py records these too)
-CASES_TEXT = {"rewrite-a-code-block": (REWRITE_CODE, CODE_TOKENS),
-              "edit-a-paragraph": (EDIT_PARAGRAPH, PARAGRAPH_TOKENS),
-              "free chat": (FREE_CHAT, CHAT_TOKENS)}
+# the one-stream cases' messages, answer budgets and request fields (scripts/spec_replay.py
+# records these too)
+CASES_TEXT = {"rewrite-a-code-block": (REWRITE_CODE, CODE_TOKENS, GIVE_BACK),
+              "edit-a-paragraph": (EDIT_PARAGRAPH, PARAGRAPH_TOKENS, GIVE_BACK),
+              "free chat": (FREE_CHAT, CHAT_TOKENS, {})}
 
 
-def rewrite_code(side, messages) -> dict:
-    return _decode(side.stream(messages(REWRITE_CODE), CODE_TOKENS))
+def _one_stream(case: str):
+    content, max_tokens, fields = CASES_TEXT[case]
 
+    def trial(side, messages) -> dict:
+        r = side.stream(messages(content), max_tokens, **fields)
+        return {"decode_tps": r["decode_tps"], "tokens": r["tokens"], "ttft_ms": r["ttft_ms"],
+                "answer": hashlib.sha256(r["text"].encode()).hexdigest()[:12]}
 
-def edit_paragraph(side, messages) -> dict:
-    return _decode(side.stream(messages(EDIT_PARAGRAPH), PARAGRAPH_TOKENS))
-
-
-def free_chat(side, messages) -> dict:
-    return _decode(side.stream(messages(FREE_CHAT), CHAT_TOKENS))
-
-
-def _decode(r: dict) -> dict:
-    return {"decode_tps": r["decode_tps"], "tokens": r["tokens"], "ttft_ms": r["ttft_ms"],
-            "answer": hashlib.sha256(r["text"].encode()).hexdigest()[:12]}
+    return trial
 
 
 def four_streams(side, messages, streams: int = 4, tokens: int = 128) -> dict:
@@ -99,9 +100,7 @@ def four_streams(side, messages, streams: int = 4, tokens: int = 128) -> dict:
     return {"aggregate_tps": sum(r["tokens"] for r in results) / (time.perf_counter() - start)}
 
 
-CASES = {"rewrite-a-code-block": (rewrite_code, "decode_tps", "decode tok/s"),
-         "edit-a-paragraph": (edit_paragraph, "decode_tps", "decode tok/s"),
-         "free chat": (free_chat, "decode_tps", "decode tok/s"),
+CASES = {**{case: (_one_stream(case), "decode_tps", "decode tok/s") for case in CASES_TEXT},
          "4 streams": (four_streams, "aggregate_tps", "aggregate tok/s")}
 
 

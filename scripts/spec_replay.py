@@ -21,9 +21,10 @@ only comes near it; the gap between it and `auto` is what a better policy could 
 the ceiling itself is what the look-ups allow with this answer at this row cost.
 
 --record asks localgw (`--spec off`, temperature 0) for the answers to bench_spec's cases
-(rewrite-a-code-block, edit-a-paragraph, free chat; a fresh nonce per repeat), sampled with the
-model's defaults (localgw's repetition penalty among them) unless --sampling sends other
-fields: a penalty pushes a copy off its source, which changes what look-ups can win. The replay
+(rewrite-a-code-block, edit-a-paragraph, free chat; a fresh nonce per repeat), with the fields
+bench_spec sends (the two cases that give text back turn the default repetition penalty off: a
+penalty pushes a copy off its source, which changes what look-ups can win); --sampling adds
+fields to every request (`{"repetition_penalty": 1.1}` puts the penalty back). The replay
 tokenizes the user's message and the answer with the model's vocabulary: the chat template's few
 tokens are left out, and a retokenized answer can differ from the sampled tokens at rare spots.
 """
@@ -145,9 +146,10 @@ def record(path: Path, repeats: int, gguf: str, threads: int, sampling: dict) ->
         answers = []
         for _ in range(repeats):
             nonce = secrets.token_hex(4)
-            for case, (content, max_tokens) in CASES_TEXT.items():
+            for case, (content, max_tokens, fields) in CASES_TEXT.items():
                 user = f"[{nonce}] {content}"
-                r = side.stream([{"role": "user", "content": user}], max_tokens, **sampling)
+                r = side.stream([{"role": "user", "content": user}], max_tokens,
+                                **{**fields, **sampling})
                 answers.append({"case": case, "prompt": user, "answer": r["text"]})
                 print(f"{case}: {r['tokens']} tokens", file=sys.stderr)
     finally:
@@ -204,7 +206,7 @@ def main() -> None:
     ap.add_argument("--record", action="store_true", help="record the answers first")
     ap.add_argument("--repeats", type=int, default=10, help="with --record: nonces per case")
     ap.add_argument("--sampling", type=parse_fields, default={}, metavar="JSON",
-                    help="with --record: more request fields, e.g. '{\"repetition_penalty\": 1}'")
+                    help="with --record: more request fields, e.g. '{\"top_k\": 1}'")
     ap.add_argument("--gguf", help="the model (default: the embedded SmolLM2)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cost", type=parse_cost, action="append", metavar="BASE,PER_ROW",
