@@ -1,6 +1,8 @@
 """Speculative decoding on the real model (engine.spec): the same request and seed give the same
-text, logprobs and usage with `--spec off`, `ngram` and `auto`; rejected drafts leave no cell
-behind; cancellation mid-draft frees the slot; /health and /metrics count drafts.
+text, logprobs and usage with `--spec off`, `ngram`, `auto` and `draft` (SmolLM2 as its own draft
+model: most of its drafts are kept, so most tokens of the answers come out of verified batches);
+rejected drafts leave no cell behind; cancellation mid-draft frees the slot; /health and /metrics
+count drafts.
 
 Each mode runs the same requests in a server of its own, in this process, one after the other
 (never two models generating at once)."""
@@ -19,7 +21,7 @@ from tests.helpers import ThreadServer, smollm2_path, wait_until
 
 pytestmark = pytest.mark.integration
 
-MODES = ("off", "ngram", "auto")
+MODES = ("off", "ngram", "auto", "draft")
 PARAGRAPH = ("The lighthouse keeper climbed the stairs every evening at six. He lit the lamp, "
              "wound the clock, and wrote the weather in a small blue book. Ships passed in the "
              "night and never knew his name, but they saw the light and kept away from the rocks.")
@@ -87,8 +89,9 @@ def answer(body: dict) -> dict:
 
 
 def serve(mode: str) -> ThreadServer:
+    draft = str(smollm2_path()) if mode == "draft" else None
     return ThreadServer(ServerSettings(models=[str(smollm2_path())], load=LoadOptions(
-        n_ctx=4096, n_parallel=2, spec=mode)))
+        n_ctx=4096, n_parallel=2, spec=mode, draft_path=draft)))
 
 
 def run_mode(mode: str, monkeypatch, tmp_path) -> dict:
@@ -139,17 +142,18 @@ def results(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", list(cases()) + ["turns"])
-@pytest.mark.parametrize("mode", ["ngram", "auto"])
+@pytest.mark.parametrize("mode", ["ngram", "auto", "draft"])
 def test_speculation_gives_the_same_answer_as_decoding_token_by_token(results, mode, name):
     assert results[mode][name] == results["off"][name]
 
 
 def test_the_cases_repeat_their_prompt_and_drafts_are_kept(results):
     assert results["off"]["stop inside a draft"]["choices"][0][1] == "stop"  # the stop was met
-    for mode in ("ngram", "auto"):
+    for mode in ("ngram", "auto", "draft"):
         health = results[mode]["health"]
         assert health["mode"] == mode
         assert health["drafted"] > health["accepted"] > 20  # some kept, some rejected
+    assert results["draft"]["health"]["drafter"] == "draft"  # the draft model, not look-ups
     assert results["off"]["health"] == {"mode": "off", "drafter": None, "max": 0, "drafted": 0,
                                         "accepted": 0}
 
