@@ -1,6 +1,7 @@
 """Speculative decoding on the real model (engine.spec): the same request and seed give the same
 text, logprobs and usage with `--spec off`, `ngram`, `auto` and `draft` (SmolLM2 as its own draft
-model: most of its drafts are kept, so most tokens of the answers come out of verified batches);
+model: most of its drafts are kept, so most tokens of the answers come out of verified batches),
+and with `auto` given that draft model ("auto+draft": its priced drafts and probes);
 rejected drafts leave no cell behind; cancellation mid-draft frees the slot; /health and /metrics
 count drafts.
 
@@ -21,7 +22,7 @@ from tests.helpers import ThreadServer, smollm2_path, wait_until
 
 pytestmark = pytest.mark.integration
 
-MODES = ("off", "ngram", "auto", "draft")
+MODES = ("off", "ngram", "auto", "draft", "auto+draft")  # "+draft": with --draft-model
 PARAGRAPH = ("The lighthouse keeper climbed the stairs every evening at six. He lit the lamp, "
              "wound the clock, and wrote the weather in a small blue book. Ships passed in the "
              "night and never knew his name, but they saw the light and kept away from the rocks.")
@@ -89,9 +90,10 @@ def answer(body: dict) -> dict:
 
 
 def serve(mode: str) -> ThreadServer:
-    draft = str(smollm2_path()) if mode == "draft" else None
+    spec, _, draft = mode.partition("+")
+    draft = str(smollm2_path()) if "draft" in (spec, draft) else None
     return ThreadServer(ServerSettings(models=[str(smollm2_path())], load=LoadOptions(
-        n_ctx=4096, n_parallel=2, spec=mode, draft_path=draft)))
+        n_ctx=4096, n_parallel=2, spec=spec, draft_path=draft)))
 
 
 def run_mode(mode: str, monkeypatch, tmp_path) -> dict:
@@ -142,7 +144,7 @@ def results(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", list(cases()) + ["turns"])
-@pytest.mark.parametrize("mode", ["ngram", "auto", "draft"])
+@pytest.mark.parametrize("mode", MODES[1:])
 def test_speculation_gives_the_same_answer_as_decoding_token_by_token(results, mode, name):
     assert results[mode][name] == results["off"][name]
 
@@ -153,7 +155,9 @@ def test_the_cases_repeat_their_prompt_and_drafts_are_kept(results):
         health = results[mode]["health"]
         assert health["mode"] == mode
         assert health["drafted"] > health["accepted"] > 20  # some kept, some rejected
-    assert results["draft"]["health"]["drafter"] == "draft"  # the draft model, not look-ups
+    for mode in ("draft", "auto+draft"):
+        assert results[mode]["health"]["drafter"] == "draft"  # the draft model, not look-ups
+    assert results["auto+draft"]["health"]["drafted"] > 0  # priced drafts, or at least probes
     assert results["off"]["health"] == {"mode": "off", "drafter": None, "max": 0, "drafted": 0,
                                         "accepted": 0}
 
