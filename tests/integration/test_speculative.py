@@ -176,9 +176,10 @@ def test_metrics_count_drafted_and_accepted_tokens(results):
         assert f"localgw_spec_accepted_tokens_total {float(health['accepted'])}" in text
 
 
-def test_a_stream_cancelled_mid_draft_frees_its_slot(monkeypatch, tmp_path):
+@pytest.mark.parametrize("mode", ["ngram", "draft"])
+def test_a_stream_cancelled_mid_draft_frees_its_slot(monkeypatch, tmp_path, mode):
     monkeypatch.setenv("LOCALGW_HOME", str(tmp_path))
-    with serve("ngram") as server, httpx.Client(base_url=server.url, timeout=120) as http:
+    with serve(mode) as server, httpx.Client(base_url=server.url, timeout=120) as http:
         model = server.app.state.manager.preload[0]
         runner = server.app.state.manager.loaded[model].runner
         body = {"model": model, "messages": user(f"Repeat this text exactly:\n\n{PARAGRAPH}"),
