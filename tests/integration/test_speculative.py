@@ -90,10 +90,9 @@ def answer(body: dict) -> dict:
 
 
 def serve(mode: str) -> ThreadServer:
-    spec, _, draft = mode.partition("+")
-    draft = str(smollm2_path()) if "draft" in (spec, draft) else None
+    draft = str(smollm2_path()) if "draft" in mode else None
     return ThreadServer(ServerSettings(models=[str(smollm2_path())], load=LoadOptions(
-        n_ctx=4096, n_parallel=2, spec=spec, draft_path=draft)))
+        n_ctx=4096, n_parallel=2, spec=mode.removesuffix("+draft"), draft_path=draft)))
 
 
 def run_mode(mode: str, monkeypatch, tmp_path) -> dict:
